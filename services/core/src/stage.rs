@@ -1,0 +1,253 @@
+//! The at-least-once stage loop shared by every consuming stage.
+//!
+//! For each input record: decode it, hand it to the stage, queue the stage's
+//! outputs on the idempotent producer, and store the input offset only when
+//! every output has been acknowledged by the broker. Records that cannot be
+//! decoded, or that the stage rejects, go to the dead-letter topic (with the
+//! reason in the record and in headers) and count as processed once the dead
+//! letter is acknowledged. Offsets are stored strictly in consumption order, so
+//! a crash re-delivers every record whose outputs might be missing, and no
+//! record whose outputs are durable is skipped. Downstream deduplicates by key.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, StreamExt};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::Message;
+use tokio_util::sync::CancellationToken;
+
+use crate::avro::{Bytes, DecodeError, TimestampMillis};
+use crate::bus::{Delivery, Producer, close_consumer, group_consumer};
+use crate::config::KafkaConfig;
+use crate::metrics::{Metrics, StageLabels, TopicLabels};
+use crate::records::{AnyRecord, DeadLetter, DeadLetterKind, Record};
+use crate::topics::DEAD_LETTER;
+
+/// An input record, decoded.
+pub struct Incoming<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub record: AnyRecord,
+}
+
+/// A record a stage wants produced.
+pub struct Outgoing {
+    pub topic: &'static str,
+    pub record: AnyRecord,
+}
+
+impl Outgoing {
+    pub fn new(topic: &'static str, record: impl Into<AnyRecord>) -> Self {
+        Self { topic, record: record.into() }
+    }
+}
+
+/// Why a stage refused a well-formed record; it is dead-lettered with this reason.
+#[derive(Debug, Clone)]
+pub struct Rejection(pub String);
+
+/// One stage of the pipeline: pure logic between input and output records.
+pub trait Stage: Send {
+    /// Used for the consumer group, metrics and dead letters.
+    fn name(&self) -> &str;
+    fn input_topics(&self) -> Vec<&'static str>;
+    fn handle(&mut self, input: Incoming<'_>) -> impl Future<Output = Result<Vec<Outgoing>, Rejection>> + Send;
+}
+
+/// How a stage run ended.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RunReport {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_lettered: u64,
+}
+
+struct Pending {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    started: Instant,
+    outputs: Vec<(String, Delivery)>,
+    dead_letter: bool,
+}
+
+/// Runs `stage` until `shutdown` is cancelled, then drains in-flight outputs,
+/// commits and closes the consumer. A delivery failure stops the loop with an
+/// error and without storing the offset of the failed input.
+pub async fn run_stage<S: Stage>(
+    mut stage: S,
+    cfg: &KafkaConfig,
+    group_id: &str,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunReport> {
+    let name = stage.name().to_string();
+    let producer = Producer::new(cfg)?;
+    let consumer = group_consumer(cfg, group_id, &name, metrics.clone())?;
+    let topics = stage.input_topics();
+    consumer.subscribe(&topics)?;
+    tracing::info!(stage = %name, group = group_id, ?topics, "stage started");
+
+    let stage_label = StageLabels { stage: name.clone() };
+    let mut report = RunReport::default();
+    let mut inflight: FuturesOrdered<futures::future::BoxFuture<'static, (Pending, Result<(), rdkafka::error::KafkaError>)>> =
+        FuturesOrdered::new();
+    let mut failure: Option<anyhow::Error> = None;
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some((pending, result)) = inflight.next(), if !inflight.is_empty() => {
+                if let Some(e) = settle(&name, &metrics, pending, result, &consumer, &mut report) {
+                    failure = Some(e);
+                    break;
+                }
+            }
+            msg = consumer.recv(), if inflight.len() < cfg.max_in_flight => {
+                let msg = match msg {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(stage = %stage_label.stage, error = %e, "consumer error");
+                        continue;
+                    }
+                };
+                report.records_in += 1;
+                metrics.records_in.get_or_create(&TopicLabels { stage: stage_label.stage.clone(), topic: msg.topic().to_string() }).inc();
+                let pending = process(&mut stage, &producer, &msg).await;
+                inflight.push_back(async move {
+                    let mut result = Ok(());
+                    let mut pending = pending;
+                    for (_, d) in pending.outputs.iter_mut() {
+                        if let Err(e) = d.await {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                    (pending, result)
+                }.boxed());
+            }
+        }
+    }
+
+    // Drain: everything read so far gets its outputs acknowledged (or fails).
+    let drain_deadline = Duration::from_millis(cfg.delivery_timeout_ms + 1000);
+    if failure.is_none() {
+        let drained = tokio::time::timeout(drain_deadline, async {
+            while let Some((pending, result)) = inflight.next().await {
+                if let Some(e) = settle(&name, &metrics, pending, result, &consumer, &mut report) {
+                    return Some(e);
+                }
+            }
+            None
+        })
+        .await;
+        failure = match drained {
+            Ok(f) => f,
+            Err(_) => Some(anyhow::anyhow!("stage {}: outputs still unacknowledged after {drain_deadline:?}", stage_label.stage)),
+        };
+    }
+    drop(inflight);
+    close_consumer(consumer, Duration::from_millis(cfg.close_timeout_ms)).await;
+    tracing::info!(stage = %stage_label.stage, ?report, "stage stopped");
+    match failure {
+        Some(e) => {
+            metrics.set_healthy(false);
+            Err(e)
+        }
+        None => Ok(report),
+    }
+}
+
+fn settle(
+    name: &str,
+    metrics: &Metrics,
+    pending: Pending,
+    result: Result<(), rdkafka::error::KafkaError>,
+    consumer: &crate::bus::StageConsumer,
+    report: &mut RunReport,
+) -> Option<anyhow::Error> {
+    if let Err(e) = result {
+        return Some(anyhow::anyhow!(
+            "stage {name}: output for {}[{}]@{} was not delivered ({e}); stopping without committing it",
+            pending.topic,
+            pending.partition,
+            pending.offset
+        ));
+    }
+    if let Err(e) = consumer.store_offset(&pending.topic, pending.partition, pending.offset) {
+        // The partition was revoked meanwhile: its next owner re-reads the record (at-least-once).
+        tracing::debug!(stage = name, error = %e, "offset not stored (partition revoked)");
+    }
+    for (topic, _) in &pending.outputs {
+        metrics.records_out.get_or_create(&TopicLabels { stage: name.to_string(), topic: topic.clone() }).inc();
+    }
+    report.records_out += pending.outputs.len() as u64;
+    if pending.dead_letter {
+        report.dead_lettered += 1;
+        metrics.dead_lettered.get_or_create(&StageLabels { stage: name.to_string() }).inc();
+    }
+    metrics.processing_seconds.get_or_create(&StageLabels { stage: name.to_string() }).observe(pending.started.elapsed().as_secs_f64());
+    None
+}
+
+async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMessage<'_>) -> Pending {
+    let started = Instant::now();
+    let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
+    let payload = msg.payload().unwrap_or_default();
+    let verdict = match AnyRecord::from_bytes(payload) {
+        Err(e) => Err(dead_letter_kind(&e)),
+        Ok(record) => match stage.handle(Incoming { topic: &topic, partition, offset, record }).await {
+            Ok(outputs) => Ok(outputs),
+            Err(Rejection(reason)) => Err((DeadLetterKind::Rejected, reason)),
+        },
+    };
+    match verdict {
+        Ok(outputs) => {
+            let mut deliveries = Vec::with_capacity(outputs.len());
+            for o in outputs {
+                let bytes = o.record.to_bytes();
+                let key = o.record.key();
+                deliveries.push((o.topic.to_string(), producer.send_bytes(o.topic, key.as_bytes(), &bytes, None).await));
+            }
+            Pending { topic, partition, offset, started, outputs: deliveries, dead_letter: false }
+        }
+        Err((kind, reason)) => {
+            tracing::warn!(stage = stage.name(), %topic, partition, offset, %kind, %reason, "dead-lettering record");
+            let dl = DeadLetter {
+                id: uuid::Uuid::new_v4(),
+                stage: stage.name().to_string(),
+                source_topic: topic.clone(),
+                source_partition: partition,
+                source_offset: offset,
+                source_key: msg.key().map(|k| Bytes(k.to_vec())),
+                payload: Bytes(payload.to_vec()),
+                error_kind: kind,
+                error: reason.clone(),
+                failed_at: TimestampMillis::now(),
+            };
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "netgpt.source.topic", value: Some(topic.as_bytes()) })
+                .insert(Header { key: "netgpt.source.partition", value: Some(partition.to_string().as_bytes()) })
+                .insert(Header { key: "netgpt.source.offset", value: Some(offset.to_string().as_bytes()) })
+                .insert(Header { key: "netgpt.error", value: Some(reason.as_bytes()) });
+            let key = msg.key().unwrap_or_default();
+            let d = producer.send_bytes(DEAD_LETTER, key, &dl.to_bytes(), Some(headers)).await;
+            Pending { topic, partition, offset, started, outputs: vec![(DEAD_LETTER.to_string(), d)], dead_letter: true }
+        }
+    }
+}
+
+fn dead_letter_kind(e: &DecodeError) -> (DeadLetterKind, String) {
+    let kind = match e {
+        DecodeError::UnknownSchema(_) => DeadLetterKind::UnknownSchema,
+        DecodeError::UnexpectedRecord { .. } => DeadLetterKind::UnexpectedRecord,
+        _ => DeadLetterKind::Undecodable,
+    };
+    (kind, e.to_string())
+}
