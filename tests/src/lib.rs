@@ -1,1 +1,172 @@
-//! End-to-end tests live in `tests/`; this crate has no library code.
+//! Fixtures for the end-to-end tests: a real local broker per test, unique
+//! topics, a forwarding stage, and readers that collect what landed on a topic.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use netgpt_core::broker::LocalBroker;
+use netgpt_core::bus::create_topics;
+use netgpt_core::config::{Config, KafkaConfig};
+use netgpt_core::stage::{Incoming, Outgoing, Rejection, Stage};
+use netgpt_core::topics::{self, TopicSpec};
+use netgpt_core::AnyRecord;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// A broker on a free loopback port with every declared topic created; killed on drop.
+pub struct TestBroker {
+    pub broker: LocalBroker,
+    pub kafka: KafkaConfig,
+}
+
+impl TestBroker {
+    pub async fn start() -> anyhow::Result<Self> {
+        let config = Config::defaults()?;
+        let mut broker_cfg = config.broker.clone();
+        if let Ok(bin) = std::env::var("NETGPT_BROKER_BIN") {
+            broker_cfg.binary = bin;
+        }
+        let broker = LocalBroker::start(&broker_cfg).await?;
+        let mut kafka = broker.kafka_config(config.kafka);
+        // Tests want quick group moves and no statistics noise.
+        kafka.session_timeout_ms = 6000;
+        kafka.statistics_interval_ms = 0;
+        kafka.close_timeout_ms = 5000;
+        create_topics(&kafka, &topics::declared()?).await?;
+        Ok(Self { broker, kafka })
+    }
+
+    /// Creates a fresh topic and returns its name.
+    pub async fn topic(&self, prefix: &str, partitions: i32) -> anyhow::Result<String> {
+        let name = format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple());
+        let spec = TopicSpec { name: name.clone(), record: "any".into(), partitions, retention_ms: 3_600_000, cleanup_policy: "delete".into() };
+        create_topics(&self.kafka, &[spec]).await?;
+        Ok(name)
+    }
+}
+
+/// Forwards every input record unchanged to `output`; refuses records whose
+/// prompt is `"reject me"`; stops the run (via `stop_after`) after N records;
+/// takes `delay` per record so tests can act mid-stream.
+pub struct Forward {
+    pub input: String,
+    pub output: String,
+    pub handled: u64,
+    pub stop_after: Option<(u64, tokio_util::sync::CancellationToken)>,
+    pub delay: Duration,
+}
+
+impl Forward {
+    pub fn new(input: &str, output: &str) -> Self {
+        Self { input: input.into(), output: output.into(), handled: 0, stop_after: None, delay: Duration::ZERO }
+    }
+
+    pub fn stop_after(mut self, n: u64, token: &tokio_util::sync::CancellationToken) -> Self {
+        self.stop_after = Some((n, token.clone()));
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+impl Stage for Forward {
+    fn name(&self) -> &str {
+        "forward"
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        vec![self.input.clone()]
+    }
+
+    async fn handle(&mut self, input: Incoming<'_>) -> Result<Vec<Outgoing>, Rejection> {
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        if let AnyRecord::ToolRequest(r) = &input.record {
+            if r.prompt == "reject me" {
+                return Err(Rejection("prompt asks to be rejected".into()));
+            }
+        }
+        self.handled += 1;
+        if let Some((n, token)) = &self.stop_after {
+            if self.handled >= *n {
+                token.cancel();
+            }
+        }
+        Ok(vec![Outgoing::new(self.output.clone(), input.record)])
+    }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    pub record: Result<AnyRecord, String>,
+    pub headers: HashMap<String, String>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Reads `topic` from the beginning until `want` records arrived or `idle`
+/// passed without a new one. Assigns every partition directly (no group join,
+/// which takes seconds) and never commits.
+pub async fn read_topic(kafka: &KafkaConfig, topic: &str, want: usize, idle: Duration) -> anyhow::Result<Vec<Landed>> {
+    read_until(kafka, topic, idle, |landed| landed.len() >= want).await
+}
+
+/// Reads `topic` from the beginning until `done` holds or `idle` passed without a new record.
+pub async fn read_until(kafka: &KafkaConfig, topic: &str, idle: Duration, done: impl Fn(&[Landed]) -> bool) -> anyhow::Result<Vec<Landed>> {
+    let consumer: StreamConsumer = kafka
+        .client_config()?
+        .set("group.id", "test.reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let partitions = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(5))?
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let mut last = Instant::now();
+    while !done(&out) && last.elapsed() < idle {
+        match tokio::time::timeout(Duration::from_millis(200), consumer.recv()).await {
+            Ok(Ok(m)) => {
+                let headers = m
+                    .headers()
+                    .map(|h| h.iter().map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned())).collect())
+                    .unwrap_or_default();
+                out.push(Landed {
+                    record: AnyRecord::from_bytes(m.payload().unwrap_or_default()).map_err(|e| e.to_string()),
+                    headers,
+                    partition: m.partition(),
+                    offset: m.offset(),
+                });
+                last = Instant::now();
+            }
+            Ok(Err(e)) => anyhow::bail!("reading {topic}: {e}"),
+            Err(_) => {}
+        }
+    }
+    netgpt_core::bus::close_consumer(consumer, Duration::from_secs(5)).await;
+    Ok(out)
+}
+
+/// Request ids of the ToolRequests among `landed`.
+pub fn request_ids(landed: &[Landed]) -> Vec<uuid::Uuid> {
+    landed
+        .iter()
+        .filter_map(|l| match &l.record {
+            Ok(AnyRecord::ToolRequest(r)) => Some(r.request_id),
+            _ => None,
+        })
+        .collect()
+}

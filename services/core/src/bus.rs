@@ -19,18 +19,27 @@ use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 
 use crate::config::KafkaConfig;
-use crate::metrics::{Metrics, PartitionLabels};
+use crate::metrics::{Metrics, PartitionLabels, StageLabels};
 use crate::records::Record;
 use crate::topics::TopicSpec;
 
 impl KafkaConfig {
-    /// The rdkafka client config: our settings, then the pass-through properties.
+    /// The rdkafka client config with the pass-through properties.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        self.client_config_with(&[])
+    }
+
+    /// `defaults` first, then the pass-through properties, which win: an operator
+    /// can tune anything we set.
+    pub fn client_config_with(&self, defaults: &[(&str, String)]) -> anyhow::Result<ClientConfig> {
         if self.bootstrap_servers.trim().is_empty() {
             anyhow::bail!("no Kafka cluster configured: set kafka.bootstrap_servers (or NETGPT__KAFKA__BOOTSTRAP_SERVERS), or use `netgpt demo`, which starts a local broker");
         }
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap_servers).set("client.id", &self.client_id);
+        for (k, v) in defaults {
+            c.set(*k, v);
+        }
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -50,11 +59,15 @@ pub struct Producer {
 impl Producer {
     pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
         let inner: FutureProducer = cfg
-            .client_config()?
+            .client_config_with(&[
+                ("enable.idempotence", "true".into()),
+                ("acks", "all".into()),
+                ("linger.ms", "5".into()),
+                ("delivery.timeout.ms", cfg.delivery_timeout_ms.to_string()),
+            ])?
+            // Correctness, not tuning: retries must not duplicate or reorder.
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("delivery.timeout.ms", cfg.delivery_timeout_ms.to_string())
             .create()
             .context("creating the Kafka producer")?;
         Ok(Self { inner })
@@ -124,6 +137,14 @@ impl ClientContext for StageContext {
 }
 
 impl ConsumerContext for StageContext {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            tracing::info!(stage = %self.stage, partitions = tpl.count(), "partitions assigned");
+        }
+        let assigned = consumer.assignment().map(|a| a.count()).unwrap_or(0);
+        self.metrics.assigned_partitions.get_or_create(&StageLabels { stage: self.stage.clone() }).set(assigned as i64);
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
@@ -133,7 +154,7 @@ impl ConsumerContext for StageContext {
                     tracing::debug!(stage = %self.stage, error = %e, "commit on revoke");
                 }
             }
-            Rebalance::Assign(tpl) => tracing::info!(stage = %self.stage, partitions = tpl.count(), "partitions assigned"),
+            Rebalance::Assign(_) => {}
             Rebalance::Error(e) => tracing::warn!(stage = %self.stage, error = %e, "rebalance error"),
         }
     }
@@ -144,18 +165,22 @@ pub type StageConsumer = StreamConsumer<StageContext>;
 /// A group consumer that stores offsets only when told to (`enable.auto.offset.store=false`)
 /// and auto-commits what was stored.
 pub fn group_consumer(cfg: &KafkaConfig, group_id: &str, stage: &str, metrics: Arc<Metrics>) -> anyhow::Result<StageConsumer> {
-    let mut c = cfg.client_config()?;
-    c.set("group.id", group_id)
-        .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", "1000")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", cfg.session_timeout_ms.to_string())
-        .set("enable.partition.eof", "false");
+    let mut defaults = vec![
+        ("group.id", group_id.to_string()),
+        ("enable.auto.commit", "true".into()),
+        ("auto.commit.interval.ms", "1000".into()),
+        ("enable.auto.offset.store", "false".into()),
+        ("auto.offset.reset", "earliest".into()),
+        ("session.timeout.ms", cfg.session_timeout_ms.to_string()),
+        ("enable.partition.eof", "false".into()),
+    ];
     if cfg.statistics_interval_ms > 0 {
-        c.set("statistics.interval.ms", cfg.statistics_interval_ms.to_string());
+        defaults.push(("statistics.interval.ms", cfg.statistics_interval_ms.to_string()));
     }
-    c.create_with_context(StageContext { stage: stage.to_string(), metrics }).context("creating the Kafka consumer")
+    cfg.client_config_with(&defaults)?
+        // Correctness, not tuning: offsets are stored by the stage loop only.
+        .set("enable.auto.offset.store", "false")
+        .create_with_context(StageContext { stage: stage.to_string(), metrics }).context("creating the Kafka consumer")
 }
 
 /// Closes a consumer deliberately: commit what is stored, leave the group, and

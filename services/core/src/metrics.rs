@@ -44,6 +44,7 @@ pub struct Metrics {
     pub records_out: Family<TopicLabels, Counter>,
     pub dead_lettered: Family<StageLabels, Counter>,
     pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub assigned_partitions: Family<StageLabels, Gauge>,
     pub processing_seconds: Family<StageLabels, Histogram>,
     healthy: AtomicBool,
 }
@@ -55,18 +56,20 @@ impl Metrics {
         let records_out = Family::<TopicLabels, Counter>::default();
         let dead_lettered = Family::<StageLabels, Counter>::default();
         let consumer_lag = Family::<PartitionLabels, Gauge>::default();
+        let assigned_partitions = Family::<StageLabels, Gauge>::default();
         let processing_seconds =
             Family::<StageLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(1e-5, 4.0, 12)));
         registry.register("records_in", "Input records read by a stage", records_in.clone());
         registry.register("records_out", "Output records produced and acknowledged by the broker", records_out.clone());
         registry.register("dead_lettered", "Input records sent to the dead-letter topic", dead_lettered.clone());
         registry.register("consumer_lag", "Records behind the partition end, per assigned partition", consumer_lag.clone());
+        registry.register("assigned_partitions", "Partitions currently assigned to a stage's consumer", assigned_partitions.clone());
         registry.register(
             "processing_seconds",
             "Time from reading an input record to its outputs being acknowledged",
             processing_seconds.clone(),
         );
-        Arc::new(Self { registry, records_in, records_out, dead_lettered, consumer_lag, processing_seconds, healthy: AtomicBool::new(true) })
+        Arc::new(Self { registry, records_in, records_out, dead_lettered, consumer_lag, assigned_partitions, processing_seconds, healthy: AtomicBool::new(true) })
     }
 
     pub fn encode(&self) -> String {
@@ -74,6 +77,11 @@ impl Metrics {
         // Encoding into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// Partitions assigned to `stage` right now (0 before its group has joined).
+    pub fn assigned(&self, stage: &str) -> i64 {
+        self.assigned_partitions.get_or_create(&StageLabels { stage: stage.to_string() }).get()
     }
 
     pub fn set_healthy(&self, ok: bool) {

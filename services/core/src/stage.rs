@@ -37,13 +37,13 @@ pub struct Incoming<'a> {
 
 /// A record a stage wants produced.
 pub struct Outgoing {
-    pub topic: &'static str,
+    pub topic: String,
     pub record: AnyRecord,
 }
 
 impl Outgoing {
-    pub fn new(topic: &'static str, record: impl Into<AnyRecord>) -> Self {
-        Self { topic, record: record.into() }
+    pub fn new(topic: impl Into<String>, record: impl Into<AnyRecord>) -> Self {
+        Self { topic: topic.into(), record: record.into() }
     }
 }
 
@@ -55,7 +55,7 @@ pub struct Rejection(pub String);
 pub trait Stage: Send {
     /// Used for the consumer group, metrics and dead letters.
     fn name(&self) -> &str;
-    fn input_topics(&self) -> Vec<&'static str>;
+    fn input_topics(&self) -> Vec<String>;
     fn handle(&mut self, input: Incoming<'_>) -> impl Future<Output = Result<Vec<Outgoing>, Rejection>> + Send;
 }
 
@@ -90,7 +90,7 @@ pub async fn run_stage<S: Stage>(
     let producer = Producer::new(cfg)?;
     let consumer = group_consumer(cfg, group_id, &name, metrics.clone())?;
     let topics = stage.input_topics();
-    consumer.subscribe(&topics)?;
+    consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
     tracing::info!(stage = %name, group = group_id, ?topics, "stage started");
 
     let stage_label = StageLabels { stage: name.clone() };
@@ -213,7 +213,8 @@ async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMes
             for o in outputs {
                 let bytes = o.record.to_bytes();
                 let key = o.record.key();
-                deliveries.push((o.topic.to_string(), producer.send_bytes(o.topic, key.as_bytes(), &bytes, None).await));
+                let d = producer.send_bytes(&o.topic, key.as_bytes(), &bytes, None).await;
+                deliveries.push((o.topic, d));
             }
             Pending { topic, partition, offset, started, outputs: deliveries, dead_letter: false }
         }

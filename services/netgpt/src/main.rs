@@ -1,1 +1,98 @@
-fn main() {}
+//! `netgpt`: one binary, one subcommand per stage and tool.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use netgpt_core::Config;
+
+mod bench;
+mod demo;
+mod loadgen;
+mod tail;
+mod tally;
+
+#[derive(Parser)]
+#[command(name = "netgpt", version, about = "Network-aware edge/cloud routing of LLM tool calls over Kafka")]
+struct Cli {
+    /// TOML file layered over the defaults (netgpt.toml); environment variables
+    /// NETGPT__SECTION__KEY override both.
+    #[arg(long, global = true, env = "NETGPT_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or list the Kafka topics declared in infra/topics.toml.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Print the records of a topic as JSON lines (Avro decoded).
+    Tail(tail::TailArgs),
+    /// Produce synthetic tool requests and per-site telemetry.
+    Loadgen(loadgen::LoadgenArgs),
+    /// Run the whole pipeline on embedded defaults: local broker, topics, every
+    /// implemented stage, load; prints a summary and stops what it started.
+    Demo(demo::DemoArgs),
+    /// Benchmarks that print figures (never run as tests).
+    Bench {
+        #[command(subcommand)]
+        which: bench::BenchCommand,
+    },
+    /// Print the effective configuration (defaults < --config < environment).
+    Config,
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every declared topic that does not exist yet.
+    Create,
+    /// List the topics on the cluster.
+    List,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    netgpt_core::init_tracing();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netgpt: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Topics { action: TopicsAction::Create } => {
+            let specs = netgpt_core::topics::declared()?;
+            let created = netgpt_core::bus::create_topics(&config.kafka, &specs).await?;
+            for s in &specs {
+                let state = if created.contains(&s.name) { "created" } else { "exists" };
+                println!("{:<28} {:>2} partitions  {:<8} {state}", s.name, s.partitions, s.cleanup_policy);
+            }
+            Ok(())
+        }
+        Command::Topics { action: TopicsAction::List } => {
+            let kafka = config.kafka.clone();
+            let topics = tokio::task::spawn_blocking(move || netgpt_core::bus::list_topics(&kafka, std::time::Duration::from_secs(10))).await??;
+            for (name, partitions) in topics {
+                println!("{name:<28} {partitions:>2} partitions");
+            }
+            Ok(())
+        }
+        Command::Tail(args) => tail::run(&config, args).await,
+        Command::Loadgen(args) => loadgen::run(&config, args).await,
+        Command::Demo(args) => demo::run(config, args).await,
+        Command::Bench { which } => bench::run(&config, which).await,
+        Command::Config => {
+            println!("{}", toml::to_string_pretty(&config)?);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! `netgpt loadgen`: synthetic tool requests and per-site telemetry.
+//!
+//! Requests are drawn from a small set of telecom operations prompts, and each
+//! site's link stays in one regime (GOOD/MID/BAD presets of the routing model)
+//! with measurement jitter. The workload generator of the edge agent (tool
+//! catalog, paraphrases, difficulty tiers) and the time-varying link traces of
+//! the network model replace these generators when those stages land.
+
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use netgpt_core::Config;
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::bus::{Delivery, Producer};
+use netgpt_core::records::{LinkRegime, SiteTelemetry, ToolRequest};
+use netgpt_core::topics::{SITE_TELEMETRY, TOOL_REQUESTS};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args, Clone)]
+pub struct LoadgenArgs {
+    /// Requests per second across all sites [default: loadgen.rate].
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Number of sites [default: loadgen.sites].
+    #[arg(long)]
+    pub sites: Option<u32>,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub seconds: Option<f64>,
+    /// Workload seed [default: loadgen.seed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+/// What a load run produced (acknowledged by the broker).
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    pub requests: u64,
+    pub telemetry: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+}
+
+pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
+    let producer = Producer::new(&config.kafka)?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    let report = generate(config, &args, &producer, shutdown).await?;
+    println!(
+        "loadgen: {} requests and {} telemetry records acknowledged in {:.1} s ({} failed)",
+        report.requests,
+        report.telemetry,
+        report.elapsed.as_secs_f64(),
+        report.failed
+    );
+    if report.failed > 0 {
+        anyhow::bail!("{} records were not delivered", report.failed);
+    }
+    Ok(())
+}
+
+const PROMPTS: &[&str] = &[
+    "show the download throughput of cell {cell} over the last {h} hours",
+    "list critical alarms at site {site}",
+    "what is the PRB utilisation of cell {cell} right now",
+    "compare call drop rate of cell {cell} with its neighbours",
+    "tilt the antenna of cell {cell} down by {n} degrees",
+    "open a ticket for site {site}: backhaul flapping",
+    "run a speed test from site {site}",
+    "how much data did subscriber group {n} use today",
+];
+
+/// The regime preset of the routing model: (uplink Mbit/s, RTT ms, loss).
+fn regime_link(regime: LinkRegime) -> (f64, f64, f64) {
+    match regime {
+        LinkRegime::Good => (100.0, 20.0, 0.0),
+        LinkRegime::Mid => (20.0, 80.0, 0.0),
+        LinkRegime::Bad => (2.0, 300.0, 0.01),
+    }
+}
+
+pub fn request<R: Rng>(rng: &mut R, sites: u32) -> ToolRequest {
+    let site = format!("S{:03}", rng.random_range(0..sites.max(1)));
+    let cell = format!("{}{:02}", (b'A' + rng.random_range(0..26u8)) as char, rng.random_range(0..100));
+    let prompt = PROMPTS[rng.random_range(0..PROMPTS.len())]
+        .replace("{cell}", &cell)
+        .replace("{site}", &site)
+        .replace("{h}", &rng.random_range(1..48).to_string())
+        .replace("{n}", &rng.random_range(1..10).to_string());
+    ToolRequest {
+        request_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+        site_id: site,
+        tenant: ["noc", "field-ops", "planning"][rng.random_range(0..3)].to_string(),
+        // Uplink on fallback: prompt plus the tool catalog the cloud model needs.
+        upload_bytes: 6_000 + prompt.len() as i64,
+        download_bytes: rng.random_range(200..600),
+        expected_output_tokens: rng.random_range(20..60),
+        prompt,
+        tool_catalog_version: "v1".into(),
+        created_at: TimestampMillis::now(),
+        eval_reference_call: None,
+        eval_difficulty: None,
+    }
+}
+
+pub fn telemetry<R: Rng>(rng: &mut R, site_index: u32) -> SiteTelemetry {
+    let regime = LinkRegime::VARIANTS[site_index as usize % LinkRegime::VARIANTS.len()];
+    let (bw, rtt, loss) = regime_link(regime);
+    let jitter = |rng: &mut R, x: f64| x * rng.random_range(0.9..1.1);
+    SiteTelemetry {
+        site_id: format!("S{site_index:03}"),
+        uplink_mbps: jitter(rng, bw),
+        downlink_mbps: jitter(rng, bw * 2.0),
+        rtt_ms: jitter(rng, rtt),
+        loss_rate: loss,
+        price_schedule_id: if site_index % 2 == 0 { "flat" } else { "peak-offpeak" }.into(),
+        link_regime: Some(regime),
+        observed_at: TimestampMillis::now(),
+    }
+}
+
+/// Produces load until `seconds` pass or `shutdown` is cancelled, then waits
+/// for every record to be acknowledged.
+pub async fn generate(config: &Config, args: &LoadgenArgs, producer: &Producer, shutdown: CancellationToken) -> anyhow::Result<LoadReport> {
+    let rate = args.rate.unwrap_or(config.loadgen.rate);
+    let sites = args.sites.unwrap_or(config.loadgen.sites).max(1);
+    let telemetry_hz = config.loadgen.telemetry_hz;
+    let mut rng = StdRng::seed_from_u64(args.seed.unwrap_or(config.loadgen.seed));
+    let start = Instant::now();
+    let mut pending: FuturesUnordered<futures::future::BoxFuture<'static, (bool, bool)>> = FuturesUnordered::new();
+    let mut report = LoadReport::default();
+    let (mut sent_requests, mut telemetry_rounds) = (0u64, 0u64);
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let track = |d: Delivery, is_request: bool| -> futures::future::BoxFuture<'static, (bool, bool)> {
+        Box::pin(async move { (is_request, d.await.is_ok()) })
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+            Some((is_request, ok)) = pending.next(), if !pending.is_empty() => {
+                tally(&mut report, is_request, ok);
+                continue;
+            }
+        }
+        let t = start.elapsed().as_secs_f64();
+        if args.seconds.is_some_and(|s| t >= s) {
+            break;
+        }
+        // Telemetry first, so a site's state is known before its requests.
+        while telemetry_hz > 0.0 && (telemetry_rounds as f64) <= t * telemetry_hz {
+            for site in 0..sites {
+                let rec = telemetry(&mut rng, site);
+                pending.push(track(producer.send(SITE_TELEMETRY, &rec).await, false));
+            }
+            telemetry_rounds += 1;
+        }
+        let due = (t * rate) as u64;
+        while sent_requests < due {
+            let rec = request(&mut rng, sites);
+            pending.push(track(producer.send(TOOL_REQUESTS, &rec).await, true));
+            sent_requests += 1;
+        }
+    }
+    while let Some((is_request, ok)) = pending.next().await {
+        tally(&mut report, is_request, ok);
+    }
+    report.elapsed = start.elapsed();
+    Ok(report)
+}
+
+fn tally(report: &mut LoadReport, is_request: bool, ok: bool) {
+    match (ok, is_request) {
+        (false, _) => report.failed += 1,
+        (true, true) => report.requests += 1,
+        (true, false) => report.telemetry += 1,
+    }
+}
