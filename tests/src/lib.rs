@@ -86,16 +86,16 @@ impl Stage for Forward {
         if !self.delay.is_zero() {
             tokio::time::sleep(self.delay).await;
         }
-        if let AnyRecord::ToolRequest(r) = &input.record {
-            if r.prompt == "reject me" {
-                return Err(Rejection("prompt asks to be rejected".into()));
-            }
+        if let AnyRecord::ToolRequest(r) = &input.record
+            && r.prompt == "reject me"
+        {
+            return Err(Rejection("prompt asks to be rejected".into()));
         }
         self.handled += 1;
-        if let Some((n, token)) = &self.stop_after {
-            if self.handled >= *n {
-                token.cancel();
-            }
+        if let Some((n, token)) = &self.stop_after
+            && self.handled >= *n
+        {
+            token.cancel();
         }
         Ok(vec![Outgoing::new(self.output.clone(), input.record)])
     }

@@ -1,6 +1,8 @@
 //! The Kafka backbone against a real broker: at-least-once delivery across
 //! clean restarts and crashes, dead-lettering, and Confluent interop.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use std::collections::HashSet;
 use std::time::Duration;
 

@@ -93,6 +93,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn defaults_parse_and_env_overrides_them() {
         let d = Config::defaults().unwrap();
         assert_eq!(d.kafka.bootstrap_servers, "");

@@ -234,6 +234,9 @@ macro_rules! records {
         /// Any top-level record, for code that handles every topic (tail, archive, tests).
         #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         #[serde(untagged)]
+        // Records are moved once per message; boxing the big ones would cost an
+        // allocation each for no measurable gain.
+        #[allow(clippy::large_enum_variant)]
         pub enum AnyRecord {
             $($ty($ty)),+
         }
@@ -241,7 +244,11 @@ macro_rules! records {
         impl AnyRecord {
             /// Decodes any framed record of the contract, whatever its schema id.
             pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-                let registry = SchemaRegistry::embedded();
+                Self::decode_with(SchemaRegistry::embedded(), bytes)
+            }
+
+            /// Decodes with the schema ids of `registry`.
+            pub fn decode_with(registry: &SchemaRegistry, bytes: &[u8]) -> Result<Self, DecodeError> {
                 let name = registry.record_of(bytes)?.record.as_str();
                 match name {
                     $($ty::FULL_NAME => Ok(AnyRecord::$ty(registry.decode_as($ty::FULL_NAME, bytes)?)),)+

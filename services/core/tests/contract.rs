@@ -1,6 +1,8 @@
 //! The topic contract: `.avsc` files, the manifest, the Rust types and the
 //! wire format agree, and agree with apache-avro (the reference implementation).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
 use apache_avro::Schema;
 use apache_avro::types::Value;
 use netgpt_core::avro::{DecodeError, EmbeddedSchema, SchemaRegistry, split_frame};
@@ -77,52 +79,49 @@ fn bytes_are_identical_to_apache_avro() {
 
 #[test]
 fn a_record_written_with_an_older_schema_reads_with_the_newer_one() {
-    // The evolution rule: a newer version only adds fields with defaults. Derive
-    // the "older" version of each record by removing its defaulted fields, write
-    // with it through apache-avro, and read through our registry.
+    // The evolution rule: a newer version only adds fields with defaults. For
+    // each record, derive its "older" version by removing the defaulted fields,
+    // register old (id 1000+n) and current (id 2000+n, the newest) beside the
+    // embedded schemas, write with the old one through apache-avro, and read
+    // through the registry: the cached transcoder path.
     let mut rng = StdRng::seed_from_u64(9);
+    let mut entries: Vec<EmbeddedSchema> = registry()
+        .all()
+        .map(|s| EmbeddedSchema { id: s.id, record: leak(&s.record), file: leak(&s.file), refs: refs_of(s), text: leak(&s.text) })
+        .collect();
+    let mut cases = Vec::new();
     for rec in samples::one_of_each(&mut rng) {
         let current = registry().latest(rec.record_name()).unwrap();
         let mut json: serde_json::Value = serde_json::from_str(&current.text).unwrap();
         let fields = json["fields"].as_array_mut().unwrap();
         let dropped: Vec<String> = fields.iter().filter(|f| f.get("default").is_some()).map(|f| f["name"].as_str().unwrap().to_string()).collect();
         fields.retain(|f| f.get("default").is_none());
-        let old_text: &'static str = Box::leak(json.to_string().into_boxed_str());
-
-        // A registry holding the old version as id 100 beside every current schema.
-        let mut entries: Vec<EmbeddedSchema> = registry()
-            .all()
-            .map(|s| EmbeddedSchema { id: s.id, record: leak(&s.record), file: leak(&s.file), refs: &[], text: leak(&s.text) })
-            .collect();
-        let refs: Vec<u32> = registry().all().filter(|s| s.id != current.id).map(|s| s.id).collect();
-        // Refs of the old version are the current ones' refs (nested records).
-        let current_refs: &'static [u32] = Box::leak(
-            registry().all().filter(|s| current.ref_texts.contains(&s.text)).map(|s| s.id).collect::<Vec<_>>().into_boxed_slice(),
-        );
-        for e in entries.iter_mut() {
-            let r = registry().get(e.id).unwrap();
-            e.refs = Box::leak(registry().all().filter(|s| r.ref_texts.contains(&s.text)).map(|s| s.id).collect::<Vec<_>>().into_boxed_slice());
-        }
-        let _ = refs;
-        entries.push(EmbeddedSchema { id: 100, record: leak(&current.record), file: "old.avsc", refs: current_refs, text: old_text });
-        let with_old = SchemaRegistry::from_embedded(&entries).unwrap();
-        let old = with_old.get(100).unwrap();
-
-        // The newest id still wins for writers.
-        assert_eq!(with_old.latest(rec.record_name()).unwrap().id, 100);
-        // So here "newest" is the old one; read old-written bytes against the
-        // current schema by building the transcoder directly.
-        let value = to_value_without(&rec, current, &dropped);
-        let parsed = Schema::parse_list(old.ref_texts.iter().chain([&old.text])).unwrap();
-        let old_refs: Vec<&Schema> = parsed.iter().collect();
-        let datum = apache_avro::to_avro_datum_schemata(&old.schema, old_refs, value).unwrap();
-        let t = netgpt_core::avro::Transcoder::new(&old.schema, &old.names, &current.schema, &current.names).unwrap();
-        let mut framed = vec![0, 0, 0, 0, current.id as u8];
-        framed.extend(t.transcode(&datum).unwrap());
-        let read = AnyRecord::from_bytes(&framed).unwrap();
-        let expected = reset_defaults(rec.clone(), &dropped);
-        assert_eq!(read, expected, "{} after dropping {dropped:?}", rec.record_name());
+        let (old_id, new_id) = (1000 + current.id, 2000 + current.id);
+        entries.push(EmbeddedSchema { id: old_id, record: leak(&current.record), file: "old.avsc", refs: refs_of(current), text: leak(&json.to_string()) });
+        entries.push(EmbeddedSchema { id: new_id, record: leak(&current.record), file: "new.avsc", refs: refs_of(current), text: leak(&current.text) });
+        cases.push((rec, old_id, new_id, dropped));
     }
+    let evolved = SchemaRegistry::from_embedded(&entries).unwrap();
+    for (rec, old_id, new_id, dropped) in cases {
+        assert_eq!(evolved.latest(rec.record_name()).unwrap().id, new_id, "writers use the newest id");
+        let old = evolved.get(old_id).unwrap();
+        let parsed = Schema::parse_list(old.ref_texts.iter().chain([&old.text])).unwrap();
+        let datum = apache_avro::to_avro_datum_schemata(&old.schema, parsed.iter().collect(), to_value_without(&rec, &dropped)).unwrap();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&old_id.to_be_bytes());
+        framed.extend(datum);
+        for _ in 0..2 {
+            // Twice: the second read uses the cached transcoder.
+            let read = AnyRecord::decode_with(&evolved, &framed).unwrap();
+            assert_eq!(read, reset_defaults(rec.clone(), &dropped), "{} without {dropped:?}", rec.record_name());
+        }
+    }
+}
+
+/// The ids of the schemas `s` refers to.
+fn refs_of(s: &netgpt_core::avro::RegisteredSchema) -> &'static [u32] {
+    let ids: Vec<u32> = registry().all().filter(|r| s.ref_texts.contains(&r.text)).map(|r| r.id).collect();
+    Box::leak(ids.into_boxed_slice())
 }
 
 fn leak(s: &str) -> &'static str {
@@ -130,7 +129,8 @@ fn leak(s: &str) -> &'static str {
 }
 
 /// The record as an apache-avro value without `dropped` fields.
-fn to_value_without(rec: &AnyRecord, current: &netgpt_core::avro::RegisteredSchema, dropped: &[String]) -> Value {
+fn to_value_without(rec: &AnyRecord, dropped: &[String]) -> Value {
+    let current = registry().latest(rec.record_name()).unwrap();
     let bytes = rec.to_bytes();
     let parsed = Schema::parse_list(current.ref_texts.iter().chain([&current.text])).unwrap();
     let refs: Vec<&Schema> = parsed.iter().collect();

@@ -90,12 +90,7 @@ async fn run_pipeline(config: &Config, seconds: u64, rate: Option<f64>) -> anyho
     for (_, bytes) in &malformed {
         producer.send_bytes(TOOL_REQUESTS, b"malformed", bytes, None).await.await.map_err(|e| anyhow::anyhow!("producing a malformed record: {e}"))?;
     }
-    let ctrl_c = CancellationToken::new();
-    let c = ctrl_c.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        c.cancel();
-    });
+    let ctrl_c = netgpt_core::shutdown_on_signals();
     let load_args = LoadgenArgs { rate, sites: None, seconds: Some(seconds as f64), seed: None };
     let load = generate(config, &load_args, &producer, ctrl_c.clone()).await?;
 
@@ -103,11 +98,13 @@ async fn run_pipeline(config: &Config, seconds: u64, rate: Option<f64>) -> anyho
     let expected_in = load.requests + load.telemetry;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let s = state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.requests + s.telemetry + s.duplicate_requests >= expected_in || Instant::now() > deadline || ctrl_c.is_cancelled() {
+        let read = {
+            let s = state.lock().unwrap_or_else(|p| p.into_inner());
+            s.requests + s.telemetry + s.duplicate_requests
+        };
+        if read >= expected_in || Instant::now() > deadline || ctrl_c.is_cancelled() {
             break;
         }
-        drop(s);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stage_stop.cancel();

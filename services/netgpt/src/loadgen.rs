@@ -47,12 +47,7 @@ pub struct LoadReport {
 
 pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
     let producer = Producer::new(&config.kafka)?;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        stop.cancel();
-    });
+    let shutdown = netgpt_core::shutdown_on_signals();
     let report = generate(config, &args, &producer, shutdown).await?;
     println!(
         "loadgen: {} requests and {} telemetry records acknowledged in {:.1} s ({} failed)",
@@ -121,7 +116,7 @@ pub fn telemetry<R: Rng>(rng: &mut R, site_index: u32) -> SiteTelemetry {
         downlink_mbps: jitter(rng, bw * 2.0),
         rtt_ms: jitter(rng, rtt),
         loss_rate: loss,
-        price_schedule_id: if site_index % 2 == 0 { "flat" } else { "peak-offpeak" }.into(),
+        price_schedule_id: if site_index.is_multiple_of(2) { "flat" } else { "peak-offpeak" }.into(),
         link_regime: Some(regime),
         observed_at: TimestampMillis::now(),
     }

@@ -48,11 +48,9 @@ pub struct SchemaRegistry {
 /// Records every named type reachable in `schema`.
 fn collect_names(schema: &Schema, names: &mut Names) {
     match schema {
-        Schema::Record(r) => {
-            if names.insert(r.name.fullname(None), schema.clone()).is_none() {
-                for f in &r.fields {
-                    collect_names(&f.schema, names);
-                }
+        Schema::Record(r) if names.insert(r.name.fullname(None), schema.clone()).is_none() => {
+            for f in &r.fields {
+                collect_names(&f.schema, names);
             }
         }
         Schema::Enum(e) => {

@@ -193,7 +193,7 @@ impl Cx<'_> {
                 let branches = wu
                     .variants()
                     .iter()
-                    .map(|wv| self.into_reader_union(wv, r, depth).map(|(i, s)| (Some(i), s)))
+                    .map(|wv| self.reader_union_branch(wv, r, depth).map(|(i, s)| (Some(i), s)))
                     .collect::<Result<_, _>>()?;
                 Ok(Step::FromUnion(branches))
             }
@@ -206,7 +206,7 @@ impl Cx<'_> {
                 Ok(Step::FromUnion(branches))
             }
             (_, Schema::Union(_)) => {
-                let (branch, step) = self.into_reader_union(w, r, depth)?;
+                let (branch, step) = self.reader_union_branch(w, r, depth)?;
                 Ok(Step::IntoUnion { branch, step: Box::new(step) })
             }
             (Schema::Float, Schema::Double) => Ok(Step::FloatToDouble),
@@ -225,7 +225,7 @@ impl Cx<'_> {
     }
 
     /// The first reader union branch the writer type resolves to (Avro's rule).
-    fn into_reader_union(&self, w: &Schema, reader_union: &Schema, depth: usize) -> Result<(i64, Step), String> {
+    fn reader_union_branch(&self, w: &Schema, reader_union: &Schema, depth: usize) -> Result<(i64, Step), String> {
         let Schema::Union(ru) = reader_union else { unreachable!("called with a union") };
         let mut last_err = String::from("empty union");
         for (i, rv) in ru.variants().iter().enumerate() {
