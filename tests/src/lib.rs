@@ -37,6 +37,11 @@ impl TestBroker {
         Ok(Self { broker, kafka })
     }
 
+    /// A fresh input and output topic pair.
+    pub async fn in_out(&self, partitions: i32) -> anyhow::Result<(String, String)> {
+        Ok((self.topic("in", partitions).await?, self.topic("out", partitions).await?))
+    }
+
     /// Creates a fresh topic and returns its name.
     pub async fn topic(&self, prefix: &str, partitions: i32) -> anyhow::Result<String> {
         let name = format!("test.{prefix}.{}", uuid::Uuid::new_v4().simple());

@@ -12,9 +12,9 @@ use netgpt_core::bus::Producer;
 use netgpt_core::metrics::Metrics;
 use netgpt_core::records::{DeadLetterKind, Record, ToolRequest};
 use netgpt_core::samples;
-use netgpt_core::stage::run_stage;
+use netgpt_core::stage::{RunReport, run_stage};
 use netgpt_core::topics::DEAD_LETTER;
-use netgpt_tests::{Forward, TestBroker, read_topic, read_until, request_ids};
+use netgpt_tests::{Forward, Landed, TestBroker, read_topic, read_until, request_ids};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,21 @@ async fn produce_requests(kafka: &netgpt_core::config::KafkaConfig, topic: &str,
     recs
 }
 
+/// Runs a stage that stops itself, failing the test if it has not within 60 s.
+async fn run_to_end(tb: &TestBroker, stage: Forward, group: &str, stop: CancellationToken) -> RunReport {
+    tokio::time::timeout(Duration::from_secs(60), run_stage(stage, &tb.kafka, group, Metrics::new(), stop))
+        .await
+        .expect("the stage did not finish within 60 s")
+        .unwrap()
+}
+
+/// The requests that landed are exactly the ones sent (duplicates allowed).
+fn assert_same_requests(landed: &[Landed], sent: &[ToolRequest], what: &str) {
+    let landed: HashSet<_> = request_ids(landed).into_iter().collect();
+    let sent: HashSet<_> = sent.iter().map(|r| r.request_id).collect();
+    assert_eq!(landed, sent, "{what}");
+}
+
 fn group() -> String {
     format!("test.group.{}", uuid::Uuid::new_v4().simple())
 }
@@ -36,7 +51,7 @@ fn group() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_restart_resumes_exactly_after_the_last_processed_record() {
     let tb = TestBroker::start().await.unwrap();
-    let (input, output) = (tb.topic("in", 3).await.unwrap(), tb.topic("out", 3).await.unwrap());
+    let (input, output) = tb.in_out(3).await.unwrap();
     let sent = produce_requests(&tb.kafka, &input, 100, 1).await;
     let group = group();
 
@@ -50,15 +65,12 @@ async fn a_clean_restart_resumes_exactly_after_the_last_processed_record() {
     // Second run takes the rest and nothing else.
     let stop = CancellationToken::new();
     let stage = Forward::new(&input, &output).stop_after(60, &stop);
-    let second = tokio::time::timeout(Duration::from_secs(60), run_stage(stage, &tb.kafka, &group, Metrics::new(), stop)).await.unwrap().unwrap();
+    let second = run_to_end(&tb, stage, &group, stop).await;
     assert_eq!(second.records_in, 60, "the restarted consumer re-read or skipped records");
 
     let landed = read_topic(&tb.kafka, &output, 100, Duration::from_secs(5)).await.unwrap();
-    let ids = request_ids(&landed);
-    assert_eq!(ids.len(), 100, "duplicates or losses on the output topic");
-    let unique: HashSet<_> = ids.iter().collect();
-    let expected: HashSet<_> = sent.iter().map(|r| &r.request_id).collect();
-    assert_eq!(unique, expected);
+    assert_eq!(request_ids(&landed).len(), 100, "duplicates or losses on the output topic");
+    assert_same_requests(&landed, &sent, "after a clean restart");
     tb.broker.stop().await;
 }
 
@@ -67,7 +79,7 @@ async fn a_clean_restart_resumes_exactly_after_the_last_processed_record() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_before_committing_gets_its_records_again() {
     let tb = TestBroker::start().await.unwrap();
-    let (input, output) = (tb.topic("in", 3).await.unwrap(), tb.topic("out", 3).await.unwrap());
+    let (input, output) = tb.in_out(3).await.unwrap();
     let sent = produce_requests(&tb.kafka, &input, 100, 2).await;
     let group = group();
 
@@ -91,15 +103,12 @@ async fn a_consumer_killed_before_committing_gets_its_records_again() {
     // consumer in the same group gets every record again.
     let stop = CancellationToken::new();
     let stage = Forward::new(&input, &output).stop_after(100, &stop);
-    let rerun = tokio::time::timeout(Duration::from_secs(60), run_stage(stage, &tb.kafka, &group, Metrics::new(), stop)).await.unwrap().unwrap();
+    let rerun = run_to_end(&tb, stage, &group, stop).await;
     assert_eq!(rerun.records_in, 100);
 
     let landed = read_topic(&tb.kafka, &output, 200, Duration::from_secs(5)).await.unwrap();
-    let ids = request_ids(&landed);
-    let unique: HashSet<_> = ids.iter().collect();
-    let expected: HashSet<_> = sent.iter().map(|r| &r.request_id).collect();
-    assert_eq!(unique, expected, "a record was lost across the crash");
-    assert!(ids.len() >= 100 + partial.len(), "records processed before the crash were not redelivered");
+    assert_same_requests(&landed, &sent, "a record was lost across the crash");
+    assert!(request_ids(&landed).len() >= 100 + partial.len(), "records processed before the crash were not redelivered");
     tb.broker.stop().await;
 }
 
@@ -122,7 +131,7 @@ async fn crash_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_and_rejected_records_are_dead_lettered_and_the_loop_goes_on() {
     let tb = TestBroker::start().await.unwrap();
-    let (input, output) = (tb.topic("in", 1).await.unwrap(), tb.topic("out", 1).await.unwrap());
+    let (input, output) = tb.in_out(1).await.unwrap();
     let producer = Producer::new(&tb.kafka).unwrap();
     let mut rng = StdRng::seed_from_u64(3);
     let good_a = samples::tool_request(&mut rng);
@@ -137,7 +146,7 @@ async fn undecodable_and_rejected_records_are_dead_lettered_and_the_loop_goes_on
 
     let stop = CancellationToken::new();
     let stage = Forward::new(&input, &output).stop_after(2, &stop);
-    let report = tokio::time::timeout(Duration::from_secs(60), run_stage(stage, &tb.kafka, &group(), Metrics::new(), stop)).await.unwrap().unwrap();
+    let report = run_to_end(&tb, stage, &group(), stop).await;
     assert_eq!(report.records_in, 5);
     assert_eq!(report.dead_lettered, 3);
 
@@ -177,7 +186,7 @@ async fn a_record_from_another_confluent_client_decodes() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let tb = TestBroker::start().await.unwrap();
-    let (input, output) = (tb.topic("in", 1).await.unwrap(), tb.topic("out", 1).await.unwrap());
+    let (input, output) = tb.in_out(1).await.unwrap();
     let avsc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/ToolRequest.avsc")).unwrap();
     let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schemas/manifest.toml")).unwrap();
     let manifest: toml_like::Manifest = toml_like::parse(&manifest);
@@ -205,7 +214,7 @@ async fn a_record_from_another_confluent_client_decodes() {
 
     let stop = CancellationToken::new();
     let stage = Forward::new(&input, &output).stop_after(1, &stop);
-    let report = tokio::time::timeout(Duration::from_secs(60), run_stage(stage, &tb.kafka, &group(), Metrics::new(), stop)).await.unwrap().unwrap();
+    let report = run_to_end(&tb, stage, &group(), stop).await;
     assert_eq!(report.dead_lettered, 0);
     let out = read_topic(&tb.kafka, &output, 1, Duration::from_secs(5)).await.unwrap();
     match &out[0].record {
@@ -226,7 +235,7 @@ async fn a_record_from_another_confluent_client_decodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_loses_no_record() {
     let tb = TestBroker::start().await.unwrap();
-    let (input, output) = (tb.topic("in", 4).await.unwrap(), tb.topic("out", 4).await.unwrap());
+    let (input, output) = tb.in_out(4).await.unwrap();
     let sent = produce_requests(&tb.kafka, &input, 240, 4).await;
     let group = group();
     let stop = CancellationToken::new();
@@ -249,8 +258,7 @@ async fn a_rebalance_loses_no_record() {
     .unwrap();
     stop.cancel();
     let (a, b) = (first.await.unwrap().unwrap(), second.await.unwrap().unwrap());
-    let unique: HashSet<_> = request_ids(&landed).into_iter().collect();
-    assert_eq!(unique, expected);
+    assert_same_requests(&landed, &sent, "a record was lost in the rebalance");
     assert!(a.records_in > 0 && b.records_in > 0, "the second consumer never got partitions: {a:?} {b:?}");
     assert!(a.records_in + b.records_in >= 240);
     tb.broker.stop().await;

@@ -50,6 +50,17 @@ impl LocalBroker {
         Ok(broker)
     }
 
+    /// Starts a local broker when `config` names no cluster, and points
+    /// `config.kafka` at it; `None` when a cluster is configured.
+    pub async fn start_unless_configured(config: &mut crate::Config) -> anyhow::Result<Option<Self>> {
+        if !config.kafka.bootstrap_servers.trim().is_empty() {
+            return Ok(None);
+        }
+        let broker = Self::start(&config.broker).await?;
+        config.kafka = broker.kafka_config(config.kafka.clone());
+        Ok(Some(broker))
+    }
+
     async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         let kafka = self.kafka_config(KafkaConfig { bootstrap_servers: String::new(), ..crate::config::Config::defaults()?.kafka });

@@ -108,13 +108,7 @@ fn codec(n: usize) -> anyhow::Result<()> {
 }
 
 async fn broker(mut config: Config, messages: usize, size: usize, partitions: i32) -> anyhow::Result<()> {
-    let local = if config.kafka.bootstrap_servers.trim().is_empty() {
-        let b = LocalBroker::start(&config.broker).await?;
-        config.kafka = b.kafka_config(config.kafka.clone());
-        Some(b)
-    } else {
-        None
-    };
+    let local = LocalBroker::start_unless_configured(&mut config).await?;
     let topic = format!("netgpt.bench.{}", uuid::Uuid::new_v4().simple());
     let spec = TopicSpec { name: topic.clone(), record: "bytes".into(), partitions, retention_ms: 3_600_000, cleanup_policy: "delete".into() };
     netgpt_core::bus::create_topics(&config.kafka, &[spec]).await?;

@@ -42,13 +42,7 @@ fn malformed_records() -> Vec<(&'static str, Vec<u8>)> {
 pub async fn run(mut config: Config, args: DemoArgs) -> anyhow::Result<()> {
     let seconds = args.seconds.unwrap_or(config.demo.seconds);
     let started = Instant::now();
-    let broker = if config.kafka.bootstrap_servers.trim().is_empty() {
-        let b = LocalBroker::start(&config.broker).await?;
-        config.kafka = b.kafka_config(config.kafka.clone());
-        Some(b)
-    } else {
-        None
-    };
+    let broker = LocalBroker::start_unless_configured(&mut config).await?;
     let result = run_pipeline(&config, seconds, args.rate).await;
     if let Some(b) = broker {
         b.stop().await;
