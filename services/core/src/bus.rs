@@ -173,6 +173,9 @@ pub fn group_consumer(cfg: &KafkaConfig, group_id: &str, stage: &str, metrics: A
         ("auto.offset.reset", "earliest".into()),
         ("session.timeout.ms", cfg.session_timeout_ms.to_string()),
         ("enable.partition.eof", "false".into()),
+        // Routing is latency-sensitive: don't let a fetch sit on the broker
+        // for librdkafka's default 500 ms waiting for more data.
+        ("fetch.wait.max.ms", "20".into()),
     ];
     if cfg.statistics_interval_ms > 0 {
         defaults.push(("statistics.interval.ms", cfg.statistics_interval_ms.to_string()));

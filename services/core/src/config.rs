@@ -52,6 +52,7 @@ pub struct LoadgenConfig {
     pub sites: u32,
     pub telemetry_hz: f64,
     pub seed: u64,
+    pub split: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,18 +60,25 @@ pub struct DemoConfig {
     pub seconds: u64,
 }
 
+/// Extracts `T` from the layered configuration: defaults < `file` (if any) <
+/// environment. Stage crates extend the core sections with their own by
+/// flattening [`Config`] into a bigger struct.
+pub fn load_layered<T: serde::de::DeserializeOwned>(file: Option<&Path>) -> anyhow::Result<T> {
+    let mut fig = Figment::from(Toml::string(DEFAULTS_TOML));
+    if let Some(path) = file {
+        if !path.exists() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        fig = fig.merge(Toml::file(path));
+    }
+    fig = fig.merge(Env::prefixed("NETGPT__").split("__"));
+    fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+}
+
 impl Config {
     /// Defaults < `file` (if any) < environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        let mut fig = Figment::from(Toml::string(DEFAULTS_TOML));
-        if let Some(path) = file {
-            if !path.exists() {
-                anyhow::bail!("config file {} does not exist", path.display());
-            }
-            fig = fig.merge(Toml::file(path));
-        }
-        fig = fig.merge(Env::prefixed("NETGPT__").split("__"));
-        fig.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+        load_layered(file)
     }
 
     /// The compiled-in defaults only (tests, benchmarks).

@@ -28,6 +28,17 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 200_000)]
         records: usize,
     },
+    /// Edge inference: per-request latency p50/p95 and proposals/s.
+    Edge {
+        /// Model directory [default: edge.model_dir].
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        #[arg(long, default_value_t = 500)]
+        requests: usize,
+        /// Worker threads sharing the model for the throughput figure.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Raw produce and consume throughput against the broker (the local one
     /// when no cluster is configured).
     Broker {
@@ -40,8 +51,13 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(config: &Config, which: BenchCommand) -> anyhow::Result<()> {
+pub async fn run(app: &crate::AppConfig, which: BenchCommand) -> anyhow::Result<()> {
+    let config = &app.core;
     match which {
+        BenchCommand::Edge { model, requests, threads } => {
+            let dir = model.unwrap_or_else(|| app.edge.model_dir.clone());
+            tokio::task::spawn_blocking(move || edge(&dir, requests, threads)).await?
+        }
         BenchCommand::Codec { records } => codec(records),
         BenchCommand::Broker { messages, size, partitions } => broker(config.clone(), messages, size, partitions).await,
     }
@@ -257,4 +273,42 @@ mod generic {
             eval_difficulty,
         })
     }
+}
+
+fn edge(dir: &std::path::Path, n: usize, threads: usize) -> anyhow::Result<()> {
+    use netgpt_edge::agent::EdgeAgent;
+    use netgpt_edge::catalog::ToolCatalog;
+    use netgpt_edge::workload::{Split, WorkloadGenerator};
+
+    let agent = EdgeAgent::load(dir, "bench")?;
+    let g = WorkloadGenerator::new(ToolCatalog::embedded(), Split::HeldOut)?;
+    let mut rng = StdRng::seed_from_u64(3);
+    let prompts: Vec<String> = (0..n).map(|_| g.sample(&mut rng).prompt).collect();
+    // Warm-up, then one request at a time: latency.
+    for p in prompts.iter().take(10) {
+        agent.propose(p)?;
+    }
+    let mut lat: Vec<f64> = Vec::with_capacity(n);
+    for p in &prompts {
+        lat.push(agent.propose(p)?.latency.as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    // Several threads sharing the model: throughput.
+    let t = Instant::now();
+    std::thread::scope(|scope| {
+        for chunk in prompts.chunks(n.div_ceil(threads.max(1))) {
+            let agent = &agent;
+            scope.spawn(move || {
+                for p in chunk {
+                    let _ = agent.propose(p);
+                }
+            });
+        }
+    });
+    let elapsed = t.elapsed();
+    println!("edge inference, {} held-out requests, model {} ({} layers, d={})", n, dir.display(), agent.model.config.n_layers, agent.model.config.d_model);
+    println!("latency, one request at a time: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms", pct(0.5), pct(0.95), lat[lat.len() - 1]);
+    println!("throughput with {threads} threads: {:.0} proposals/s", rate(n, elapsed));
+    Ok(())
 }

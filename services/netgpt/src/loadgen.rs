@@ -1,10 +1,10 @@
 //! `netgpt loadgen`: synthetic tool requests and per-site telemetry.
 //!
-//! Requests are drawn from a small set of telecom operations prompts, and each
-//! site's link stays in one regime (GOOD/MID/BAD presets of the routing model)
-//! with measurement jitter. The workload generator of the edge agent (tool
-//! catalog, paraphrases, difficulty tiers) and the time-varying link traces of
-//! the network model replace these generators when those stages land.
+//! Requests come from the edge agent's workload generator (tool catalog,
+//! paraphrases, difficulty tiers, reference calls for evaluation). Each site's
+//! link stays in one regime (GOOD/MID/BAD presets of the routing model) with
+//! measurement jitter; the time-varying traces of the network model replace
+//! this when the router lands.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ use netgpt_core::avro::TimestampMillis;
 use netgpt_core::bus::{Delivery, Producer};
 use netgpt_core::records::{LinkRegime, SiteTelemetry, ToolRequest};
 use netgpt_core::topics::{SITE_TELEMETRY, TOOL_REQUESTS};
+use netgpt_edge::catalog::{CATALOG_VERSION, ToolCatalog};
+use netgpt_edge::workload::{Split, WorkloadGenerator};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -62,17 +64,6 @@ pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-const PROMPTS: &[&str] = &[
-    "show the download throughput of cell {cell} over the last {h} hours",
-    "list critical alarms at site {site}",
-    "what is the PRB utilisation of cell {cell} right now",
-    "compare call drop rate of cell {cell} with its neighbours",
-    "tilt the antenna of cell {cell} down by {n} degrees",
-    "open a ticket for site {site}: backhaul flapping",
-    "run a speed test from site {site}",
-    "how much data did subscriber group {n} use today",
-];
-
 /// The regime preset of the routing model: (uplink Mbit/s, RTT ms, loss).
 fn regime_link(regime: LinkRegime) -> (f64, f64, f64) {
     match regime {
@@ -82,27 +73,49 @@ fn regime_link(regime: LinkRegime) -> (f64, f64, f64) {
     }
 }
 
-pub fn request<R: Rng>(rng: &mut R, sites: u32) -> ToolRequest {
-    let site = format!("S{:03}", rng.random_range(0..sites.max(1)));
-    let cell = format!("{}{:02}", (b'A' + rng.random_range(0..26u8)) as char, rng.random_range(0..100));
-    let prompt = PROMPTS[rng.random_range(0..PROMPTS.len())]
-        .replace("{cell}", &cell)
-        .replace("{site}", &site)
-        .replace("{h}", &rng.random_range(1..48).to_string())
-        .replace("{n}", &rng.random_range(1..10).to_string());
-    ToolRequest {
-        request_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
-        site_id: site,
-        tenant: ["noc", "field-ops", "planning"][rng.random_range(0..3)].to_string(),
-        // Uplink on fallback: prompt plus the tool catalog the cloud model needs.
-        upload_bytes: 6_000 + prompt.len() as i64,
-        download_bytes: rng.random_range(200..600),
-        expected_output_tokens: rng.random_range(20..60),
-        prompt,
-        tool_catalog_version: "v1".into(),
-        created_at: TimestampMillis::now(),
-        eval_reference_call: None,
-        eval_difficulty: None,
+/// Draws requests from the edge agent's workload generator.
+pub struct RequestSource {
+    train: WorkloadGenerator<'static>,
+    held_out: WorkloadGenerator<'static>,
+    split: String,
+    sites: u32,
+}
+
+impl RequestSource {
+    pub fn new(split: &str, sites: u32) -> anyhow::Result<Self> {
+        anyhow::ensure!(matches!(split, "train" | "held-out" | "mixed"), "loadgen.split must be train, held-out or mixed, not {split:?}");
+        let catalog = ToolCatalog::embedded();
+        Ok(Self {
+            train: WorkloadGenerator::new(catalog, Split::Train)?,
+            held_out: WorkloadGenerator::new(catalog, Split::HeldOut)?,
+            split: split.to_string(),
+            sites: sites.max(1),
+        })
+    }
+
+    pub fn request<R: Rng>(&self, rng: &mut R) -> ToolRequest {
+        let generator = match self.split.as_str() {
+            "train" => &self.train,
+            "held-out" => &self.held_out,
+            _ if rng.random_bool(0.5) => &self.train,
+            _ => &self.held_out,
+        };
+        let example = generator.sample(rng);
+        let site = format!("S{:03}", rng.random_range(0..self.sites));
+        ToolRequest {
+            request_id: uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+            site_id: site,
+            tenant: ["noc", "field-ops", "planning"][rng.random_range(0..3)].to_string(),
+            // Uplink on fallback: the prompt plus the tool catalog the cloud model needs.
+            upload_bytes: 6_000 + example.prompt.len() as i64,
+            download_bytes: example.call_json().len() as i64 + 200,
+            expected_output_tokens: (example.call_json().len() / 4) as i32 + 8,
+            prompt: example.prompt.clone(),
+            tool_catalog_version: CATALOG_VERSION.into(),
+            created_at: TimestampMillis::now(),
+            eval_reference_call: Some(example.call_json()),
+            eval_difficulty: Some(example.difficulty),
+        }
     }
 }
 
@@ -129,6 +142,7 @@ pub async fn generate(config: &Config, args: &LoadgenArgs, producer: &Producer, 
     let sites = args.sites.unwrap_or(config.loadgen.sites).max(1);
     let telemetry_hz = config.loadgen.telemetry_hz;
     let mut rng = StdRng::seed_from_u64(args.seed.unwrap_or(config.loadgen.seed));
+    let source = RequestSource::new(&config.loadgen.split, sites)?;
     let start = Instant::now();
     let mut pending: FuturesUnordered<futures::future::BoxFuture<'static, (bool, bool)>> = FuturesUnordered::new();
     let mut report = LoadReport::default();
@@ -160,7 +174,7 @@ pub async fn generate(config: &Config, args: &LoadgenArgs, producer: &Producer, 
         }
         let due = (t * rate) as u64;
         while sent_requests < due {
-            let rec = request(&mut rng, sites);
+            let rec = source.request(&mut rng);
             pending.push(track(producer.send(TOOL_REQUESTS, &rec).await, true));
             sent_requests += 1;
         }

@@ -4,12 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use netgpt_core::Config;
+use netgpt_edge::stage::EdgeConfig;
+use serde::{Deserialize, Serialize};
 
 mod bench;
 mod demo;
 mod loadgen;
 mod tail;
 mod tally;
+mod train;
+
+/// Every section of netgpt.toml: the core ones and each stage's own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppConfig {
+    #[serde(flatten)]
+    pub core: Config,
+    pub edge: EdgeConfig,
+}
 
 #[derive(Parser)]
 #[command(name = "netgpt", version, about = "Network-aware edge/cloud routing of LLM tool calls over Kafka")]
@@ -41,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Train models (the edge model's supervised base).
+    Train {
+        #[command(subcommand)]
+        what: train::TrainCommand,
+    },
     /// Print the effective configuration (defaults < --config < environment).
     Config,
 }
@@ -67,7 +83,8 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref())?;
+    let app: AppConfig = netgpt_core::config::load_layered(cli.config.as_deref())?;
+    let config = app.core.clone();
     match cli.command {
         Command::Topics { action: TopicsAction::Create } => {
             let specs = netgpt_core::topics::declared()?;
@@ -88,10 +105,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tail(args) => tail::run(&config, args).await,
         Command::Loadgen(args) => loadgen::run(&config, args).await,
-        Command::Demo(args) => demo::run(config, args).await,
-        Command::Bench { which } => bench::run(&config, which).await,
+        Command::Demo(args) => demo::run(app, args).await,
+        Command::Bench { which } => bench::run(&app, which).await,
+        Command::Train { what } => tokio::task::spawn_blocking(move || train::run(what)).await?,
         Command::Config => {
-            println!("{}", toml::to_string_pretty(&config)?);
+            println!("{}", toml::to_string_pretty(&app)?);
             Ok(())
         }
     }

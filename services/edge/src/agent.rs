@@ -1,0 +1,124 @@
+//! Inference: KV-cached greedy decoding of a tool call, per-token
+//! log-probabilities, the proposal features the scorer reads, and schema
+//! validation of the result.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+
+use crate::catalog::{CallCheck, ToolCatalog};
+use crate::model::{EdgeModel, KvCache, ModelConfig, log_softmax};
+use crate::tokenizer::{EOS, Tokenizer};
+
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "config.json";
+pub const TOKENIZER_FILE: &str = "tokenizer.json";
+pub const METRICS_FILE: &str = "metrics.json";
+
+/// The most tokens a call may take.
+pub const MAX_CALL_TOKENS: usize = 40;
+
+/// One proposed call with its features.
+#[derive(Debug, Clone)]
+pub struct Proposal {
+    pub call_json: String,
+    pub check: CallCheck,
+    pub mean_logprob: f64,
+    pub min_logprob: f64,
+    pub mean_entropy: f64,
+    pub output_tokens: usize,
+    pub latency: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("the prompt takes {tokens} tokens; the edge model reads at most {max}")]
+    PromptTooLong { tokens: usize, max: usize },
+    #[error("model error: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+pub struct EdgeAgent {
+    pub model: EdgeModel,
+    pub varmap: VarMap,
+    pub tokenizer: Tokenizer,
+    pub version: String,
+    catalog: &'static ToolCatalog,
+}
+
+impl EdgeAgent {
+    pub fn new(model: EdgeModel, varmap: VarMap, tokenizer: Tokenizer, version: impl Into<String>) -> Self {
+        Self { model, varmap, tokenizer, version: version.into(), catalog: ToolCatalog::embedded() }
+    }
+
+    /// Loads a model directory written by `netgpt train sft` (or the trainer).
+    pub fn load(dir: &Path, version: impl Into<String>) -> anyhow::Result<Self> {
+        let read = |f: &str| std::fs::read_to_string(dir.join(f)).map_err(|e| anyhow::anyhow!("{}: {e}", dir.join(f).display()));
+        let config: ModelConfig = serde_json::from_str(&read(CONFIG_FILE)?)?;
+        let tokenizer = Tokenizer::from_json(&read(TOKENIZER_FILE)?)?;
+        anyhow::ensure!(tokenizer.vocab_size() == config.vocab_size, "tokenizer and model disagree on the vocabulary size");
+        let mut varmap = VarMap::new();
+        let model = EdgeModel::new(config, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu))?;
+        varmap.load(dir.join(WEIGHTS_FILE)).map_err(|e| anyhow::anyhow!("loading {}: {e}", dir.join(WEIGHTS_FILE).display()))?;
+        Ok(Self::new(model, varmap, tokenizer, version))
+    }
+
+    /// Writes weights, config and tokenizer to `dir`.
+    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        self.varmap.save(dir.join(WEIGHTS_FILE))?;
+        std::fs::write(dir.join(CONFIG_FILE), serde_json::to_string_pretty(&self.model.config)?)?;
+        std::fs::write(dir.join(TOKENIZER_FILE), self.tokenizer.to_json())?;
+        Ok(())
+    }
+
+    pub fn catalog(&self) -> &'static ToolCatalog {
+        self.catalog
+    }
+
+    /// Greedy, KV-cached decoding of the call for `prompt`.
+    pub fn propose(&self, prompt: &str) -> Result<Proposal, ProposeError> {
+        let started = Instant::now();
+        let encoded = self.tokenizer.encode_prompt(prompt);
+        let max_prompt = self.model.config.max_len.saturating_sub(MAX_CALL_TOKENS);
+        if encoded.ids.len() > max_prompt {
+            return Err(ProposeError::PromptTooLong { tokens: encoded.ids.len(), max: max_prompt });
+        }
+        let device = self.model.device().clone();
+        let mut cache = KvCache::default();
+        let input = Tensor::new(encoded.ids.as_slice(), &device)?.unsqueeze(0)?;
+        let logits = self.model.forward_cached(&input, &mut cache, true)?;
+        let mut last = logits.narrow(1, encoded.ids.len() - 1, 1)?.flatten_all()?;
+        let mut out = Vec::new();
+        let (mut sum_lp, mut min_lp, mut sum_ent) = (0f64, 0f64, 0f64);
+        for _ in 0..MAX_CALL_TOKENS {
+            let logp = log_softmax(&last)?;
+            let entropy = -(logp.exp()? * &logp)?.sum_all()?.to_scalar::<f32>()? as f64;
+            let next = logp.argmax(D::Minus1)?.to_scalar::<u32>()?;
+            let lp = logp.get(next as usize)?.to_scalar::<f32>()? as f64;
+            sum_lp += lp;
+            min_lp = min_lp.min(lp);
+            sum_ent += entropy;
+            out.push(next);
+            if next == EOS {
+                break;
+            }
+            let step = Tensor::new(&[next], &device)?.unsqueeze(0)?;
+            last = self.model.forward_cached(&step, &mut cache, true)?.flatten_all()?;
+        }
+        let call_json = self.tokenizer.decode_call(&out, &encoded.slots);
+        let check = self.catalog.check_call(&call_json);
+        let n = out.len().max(1) as f64;
+        Ok(Proposal {
+            call_json,
+            check,
+            mean_logprob: sum_lp / n,
+            min_logprob: min_lp,
+            mean_entropy: sum_ent / n,
+            output_tokens: out.len(),
+            latency: started.elapsed(),
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! netgpt-edge: the edge agent. The telecom tool catalog and its schema
+//! validation, the synthetic workload, the domain tokenizer, a small candle
+//! transformer that proposes tool calls, its SFT training, and inference with
+//! the features the router's scorer reads.
+
+pub mod agent;
+pub mod catalog;
+pub mod model;
+pub mod sft;
+pub mod stage;
+pub mod tokenizer;
+pub mod workload;

@@ -1,0 +1,262 @@
+//! The edge model: a small decoder-only transformer in candle.
+//!
+//! The training path uses only primitive tensor ops (layer norm and softmax
+//! written out): candle's fused `LayerNorm`, `RmsNorm`, `softmax_last_dim` and
+//! `sdpa` have no backward pass and would silently stop the gradients.
+//! Input and output embeddings are tied, so a slot token means the same thing
+//! where the prompt holds a value and where the call copies it.
+
+use candle_core::{D, DType, Device, Module, Result, Tensor};
+use candle_nn::{Embedding, Init, Linear, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub d_ff: usize,
+    pub max_len: usize,
+}
+
+struct LayerNorm {
+    gamma: Tensor,
+    beta: Tensor,
+}
+
+impl LayerNorm {
+    fn new(d: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self { gamma: vb.get_with_hints(d, "gamma", Init::Const(1.0))?, beta: vb.get_with_hints(d, "beta", Init::Const(0.0))? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centered = x.broadcast_sub(&mean)?;
+        let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centered.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
+        normed.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)
+    }
+}
+
+fn linear(i: usize, o: usize, vb: VarBuilder) -> Result<Linear> {
+    let w = vb.get_with_hints((o, i), "weight", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+    let b = vb.get_with_hints(o, "bias", Init::Const(0.0))?;
+    Ok(Linear::new(w, Some(b)))
+}
+
+/// Softmax over the last dimension from primitive ops (differentiable).
+pub fn softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let e = x.broadcast_sub(&max)?.exp()?;
+    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+}
+
+/// log-softmax over the last dimension from primitive ops (differentiable).
+pub fn log_softmax(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?;
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&lse)
+}
+
+struct Block {
+    ln1: LayerNorm,
+    qkv: Linear,
+    out: Linear,
+    ln2: LayerNorm,
+    ff1: Linear,
+    ff2: Linear,
+}
+
+/// Keys and values of the positions seen so far, per layer.
+#[derive(Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
+impl KvCache {
+    pub fn len(&self) -> usize {
+        self.layers.first().and_then(|l| l.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct EdgeModel {
+    pub config: ModelConfig,
+    tok: Embedding,
+    pos: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    device: Device,
+}
+
+impl EdgeModel {
+    pub fn new(config: ModelConfig, vb: VarBuilder) -> Result<Self> {
+        let d = config.d_model;
+        let tok = Embedding::new(vb.get_with_hints((config.vocab_size, d), "tok.weight", Init::Randn { mean: 0.0, stdev: 0.02 })?, d);
+        let pos = Embedding::new(vb.get_with_hints((config.max_len, d), "pos.weight", Init::Randn { mean: 0.0, stdev: 0.02 })?, d);
+        let blocks = (0..config.n_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("block{i}"));
+                Ok(Block {
+                    ln1: LayerNorm::new(d, vb.pp("ln1"))?,
+                    qkv: linear(d, 3 * d, vb.pp("qkv"))?,
+                    out: linear(d, d, vb.pp("out"))?,
+                    ln2: LayerNorm::new(d, vb.pp("ln2"))?,
+                    ff1: linear(d, config.d_ff, vb.pp("ff1"))?,
+                    ff2: linear(config.d_ff, d, vb.pp("ff2"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ln_f = LayerNorm::new(d, vb.pp("ln_f"))?;
+        Ok(Self { device: vb.device().clone(), config, tok, pos, blocks, ln_f })
+    }
+
+    /// A freshly initialised model and the variables that hold its weights.
+    pub fn init(config: ModelConfig, device: &Device) -> Result<(Self, VarMap)> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        Ok((Self::new(config, vb)?, varmap))
+    }
+
+    /// A model initialised deterministically from `seed` (candle's CPU backend
+    /// cannot seed its own generator): N(0, 0.02) weights, unit gains, zero biases.
+    pub fn init_seeded(config: ModelConfig, device: &Device, seed: u64) -> Result<(Self, VarMap)> {
+        use rand::{Rng, SeedableRng};
+        let (model, varmap) = Self::init(config, device)?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let vars = varmap.data().lock().map_err(|_| candle_core::Error::Msg("varmap lock poisoned".into()))?;
+        let mut names: Vec<&String> = vars.keys().collect();
+        names.sort();
+        for name in names {
+            let var = &vars[name];
+            let n = var.elem_count();
+            let values: Vec<f32> = if name.ends_with("gamma") {
+                vec![1.0; n]
+            } else if name.ends_with("beta") || name.ends_with("bias") {
+                vec![0.0; n]
+            } else {
+                // Box-Muller: two uniforms give a standard normal.
+                (0..n)
+                    .map(|_| {
+                        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+                        (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+                    })
+                    .collect()
+            };
+            var.set(&Tensor::from_vec(values, var.shape(), device)?)?;
+        }
+        drop(vars);
+        Ok((model, varmap))
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn num_parameters(varmap: &VarMap) -> usize {
+        varmap.all_vars().iter().map(|v| v.elem_count()).sum()
+    }
+
+    /// Logits for every position of `ids` (B, T) → (B, T, V), attending only backwards.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.forward_cached(ids, &mut KvCache::default(), false)
+    }
+
+    /// Runs `ids` (B, Tn) after the positions already in `cache`; with
+    /// `keep`, appends their keys and values to it.
+    pub fn forward_cached(&self, ids: &Tensor, cache: &mut KvCache, keep: bool) -> Result<Tensor> {
+        let (b, tn) = ids.dims2()?;
+        let past = cache.len();
+        if past + tn > self.config.max_len {
+            candle_core::bail!("sequence of {} tokens exceeds the model's max_len {}", past + tn, self.config.max_len);
+        }
+        let positions = Tensor::arange(past as u32, (past + tn) as u32, &self.device)?;
+        let mut x = self.tok.forward(ids)?.broadcast_add(&self.pos.forward(&positions)?)?;
+        let mask = if tn > 1 { Some(causal_mask(tn, past, &self.device)?) } else { None };
+        if cache.layers.len() < self.blocks.len() {
+            cache.layers.resize_with(self.blocks.len(), || None);
+        }
+        let (h, d) = (self.config.n_heads, self.config.d_model);
+        let dh = d / h;
+        let scale = 1.0 / (dh as f64).sqrt();
+        for (block, slot) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let a = block.ln1.forward(&x)?;
+            let qkv = block.qkv.forward(&a)?.reshape((b, tn, 3, h, dh))?;
+            let q = qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let mut k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let mut v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            if keep {
+                *slot = Some((k.clone(), v.clone()));
+            }
+            let mut scores = (q.matmul(&k.t()?)? * scale)?;
+            if let Some(m) = &mask {
+                scores = scores.broadcast_add(m)?;
+            }
+            let attn = softmax(&scores)?.matmul(&v)?; // (B, H, Tn, dh)
+            let attn = attn.transpose(1, 2)?.reshape((b, tn, d))?;
+            x = (x + block.out.forward(&attn)?)?;
+            let f = block.ff2.forward(&block.ff1.forward(&block.ln2.forward(&x)?)?.gelu()?)?;
+            x = (x + f)?;
+        }
+        let x = self.ln_f.forward(&x)?;
+        // Tied output layer: logits are similarities with the token embeddings.
+        x.broadcast_matmul(&self.tok.embeddings().t()?)
+    }
+}
+
+/// (tn, past + tn): 0 where a new position may attend, -1e9 where it may not.
+fn causal_mask(tn: usize, past: usize, device: &Device) -> Result<Tensor> {
+    let total = past + tn;
+    let m: Vec<f32> = (0..tn).flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { -1e9 })).collect();
+    Tensor::from_vec(m, (tn, total), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> (EdgeModel, VarMap) {
+        let cfg = ModelConfig { vocab_size: 17, d_model: 16, n_heads: 2, n_layers: 2, d_ff: 32, max_len: 12 };
+        EdgeModel::init(cfg, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn cached_decoding_matches_the_full_forward_pass() {
+        let (m, _) = tiny();
+        let ids: Vec<u32> = vec![1, 5, 7, 2, 9, 3];
+        let full = m.forward(&Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap()).unwrap();
+        let mut cache = KvCache::default();
+        let prefix = Tensor::new(&ids[..3], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let mut last = m.forward_cached(&prefix, &mut cache, true).unwrap().narrow(1, 2, 1).unwrap();
+        let full_at = |t: usize| full.narrow(1, t, 1).unwrap();
+        let diff = |a: &Tensor, b: &Tensor| (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff(&last, &full_at(2)) < 1e-4);
+        for (t, &id) in ids.iter().enumerate().skip(3) {
+            last = m.forward_cached(&Tensor::new(&[id], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), &mut cache, true).unwrap();
+            assert!(diff(&last, &full_at(t)) < 1e-4, "position {t}");
+        }
+    }
+
+    #[test]
+    fn gradients_reach_every_parameter() {
+        let (m, varmap) = tiny();
+        let ids = Tensor::new(&[[1u32, 5, 7, 2], [3, 4, 8, 9]], &Device::Cpu).unwrap();
+        let logits = m.forward(&ids).unwrap();
+        let loss = log_softmax(&logits).unwrap().mean_all().unwrap().neg().unwrap();
+        let grads = loss.backward().unwrap();
+        for var in varmap.all_vars() {
+            let g = grads.get(var.as_tensor()).expect("every parameter has a gradient");
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "a zero gradient: the backward pass stops somewhere");
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! The edge agent stage: `ToolRequest` in, `EdgeProposal` out; new weights
+//! from `ModelUpdate` records, hot-reloaded (the old model keeps serving when
+//! loading fails).
+
+use std::path::{Path, PathBuf};
+
+use netgpt_core::AnyRecord;
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::records::{EdgeProposal, ModelUpdate, ToolRequest};
+use netgpt_core::stage::{Incoming, Outgoing, Rejection, Stage};
+use netgpt_core::topics::{EDGE_PROPOSALS, MODEL_UPDATES, TOOL_REQUESTS};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::agent::{EdgeAgent, ProposeError, WEIGHTS_FILE};
+
+/// `[edge]` in netgpt.toml.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EdgeConfig {
+    /// Model directory served at start-up (weights, config, tokenizer).
+    pub model_dir: PathBuf,
+    /// Version name of that model.
+    pub model_version: String,
+    /// Requests with a longer prompt are dead-lettered, not run.
+    pub max_prompt_bytes: usize,
+}
+
+pub struct EdgeStage {
+    agent: EdgeAgent,
+    max_prompt_bytes: usize,
+}
+
+impl EdgeStage {
+    pub fn new(agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
+        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes }
+    }
+
+    pub fn load(cfg: &EdgeConfig) -> anyhow::Result<Self> {
+        Ok(Self::new(EdgeAgent::load(&cfg.model_dir, &cfg.model_version)?, cfg))
+    }
+
+    pub fn model_version(&self) -> &str {
+        &self.agent.version
+    }
+
+    fn propose(&self, request: ToolRequest) -> Result<EdgeProposal, Rejection> {
+        if request.prompt.len() > self.max_prompt_bytes {
+            return Err(Rejection(format!("prompt is {} bytes; the edge accepts at most {}", request.prompt.len(), self.max_prompt_bytes)));
+        }
+        // Inference is CPU work: keep it off the async worker's critical section.
+        let p = tokio::task::block_in_place(|| self.agent.propose(&request.prompt)).map_err(|e| match e {
+            ProposeError::PromptTooLong { .. } => Rejection(e.to_string()),
+            ProposeError::Model(m) => Rejection(format!("edge model failed on this request: {m}")),
+        })?;
+        Ok(EdgeProposal {
+            request,
+            model_version: self.agent.version.clone(),
+            call_json: p.call_json,
+            tool_name: p.check.tool,
+            schema_valid: p.check.valid,
+            schema_error: p.check.error,
+            mean_logprob: p.mean_logprob,
+            min_logprob: p.min_logprob,
+            mean_entropy: p.mean_entropy,
+            output_tokens: p.output_tokens as i32,
+            edge_latency_ms: p.latency.as_secs_f64() * 1e3,
+            proposed_at: TimestampMillis::now(),
+        })
+    }
+
+    /// Loads the model an update names; on any failure the current model stays.
+    fn reload(&mut self, update: &ModelUpdate) {
+        if update.version == self.agent.version {
+            return;
+        }
+        match load_update(update) {
+            Ok(agent) => {
+                tracing::info!(from = %self.agent.version, to = %update.version, "edge model hot-reloaded");
+                self.agent = agent;
+            }
+            Err(e) => tracing::error!(version = %update.version, uri = %update.weights_uri, error = %e, "model update not loaded; keeping {}", self.agent.version),
+        }
+    }
+}
+
+/// A local path from a `file://` URI or a plain path (object-store URIs come with the archive stage).
+fn local_path(uri: &str) -> anyhow::Result<PathBuf> {
+    match uri.split_once("://") {
+        None => Ok(PathBuf::from(uri)),
+        Some(("file", rest)) => Ok(PathBuf::from(rest)),
+        Some((scheme, _)) => anyhow::bail!("weights URI scheme {scheme}:// is not supported yet"),
+    }
+}
+
+fn load_update(update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
+    let dir = local_path(&update.weights_uri)?;
+    let digest = sha256_file(&dir.join(WEIGHTS_FILE))?;
+    anyhow::ensure!(digest == update.weights_sha256, "weights checksum {digest} != {} named in the update", update.weights_sha256);
+    EdgeAgent::load(&dir, &update.version)
+}
+
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Stage for EdgeStage {
+    fn name(&self) -> &str {
+        "edge"
+    }
+
+    fn input_topics(&self) -> Vec<String> {
+        vec![TOOL_REQUESTS.into(), MODEL_UPDATES.into()]
+    }
+
+    async fn handle(&mut self, input: Incoming<'_>) -> Result<Vec<Outgoing>, Rejection> {
+        match input.record {
+            AnyRecord::ToolRequest(r) => Ok(vec![Outgoing::new(EDGE_PROPOSALS, self.propose(r)?)]),
+            AnyRecord::ModelUpdate(u) => {
+                self.reload(&u);
+                Ok(Vec::new())
+            }
+            other => Err(Rejection(format!("the edge stage takes ToolRequest and ModelUpdate records, not {}", other.record_name()))),
+        }
+    }
+}
