@@ -377,6 +377,21 @@ mod tests {
         assert_eq!(bins[9].accuracy, 1.0);
     }
 
+    #[test]
+    fn training_is_reproducible_from_the_seed() {
+        let base = std::env::temp_dir().join(format!("netgpt-sft-seed-{}", std::process::id()));
+        let cfg = SftConfig { steps: 20, batch: 16, d_model: 32, n_layers: 1, d_ff: 64, vocab_corpus: 500, eval_per_tier: 3, ..SftConfig::default() };
+        let weights = |seed: u64, name: &str| {
+            let dir = base.join(name);
+            train_sft(&SftConfig { seed, ..cfg.clone() }, &dir, false).unwrap();
+            std::fs::read(dir.join(crate::agent::WEIGHTS_FILE)).unwrap()
+        };
+        let (a, b, c) = (weights(1, "a"), weights(1, "b"), weights(2, "c"));
+        assert!(a == b, "same seed, different weights");
+        assert!(a != c, "different seeds, same weights");
+        std::fs::remove_dir_all(&base).ok();
+    }
+
     /// The model learns: a short run on a small model takes exact-match
     /// accuracy on training phrasings far above what an untrained model gets.
     #[test]
