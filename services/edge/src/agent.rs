@@ -9,6 +9,7 @@ use candle_core::{D, DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::catalog::{CallCheck, ToolCatalog};
+use crate::constrain::CallGrammar;
 use crate::model::{EdgeModel, KvCache, ModelConfig, log_softmax};
 use crate::tokenizer::{EOS, Tokenizer};
 
@@ -45,12 +46,14 @@ pub struct EdgeAgent {
     pub varmap: VarMap,
     pub tokenizer: Tokenizer,
     pub version: String,
+    /// Mask tokens that would break the JSON or the tool's schema.
+    pub constrained: bool,
     catalog: &'static ToolCatalog,
 }
 
 impl EdgeAgent {
     pub fn new(model: EdgeModel, varmap: VarMap, tokenizer: Tokenizer, version: impl Into<String>) -> Self {
-        Self { model, varmap, tokenizer, version: version.into(), catalog: ToolCatalog::embedded() }
+        Self { model, varmap, tokenizer, version: version.into(), constrained: false, catalog: ToolCatalog::embedded() }
     }
 
     /// Loads a model directory written by `netgpt train sft` (or the trainer).
@@ -93,15 +96,29 @@ impl EdgeAgent {
         let mut last = logits.narrow(1, encoded.ids.len() - 1, 1)?.flatten_all()?;
         let mut out = Vec::new();
         let (mut sum_lp, mut min_lp, mut sum_ent) = (0f64, 0f64, 0f64);
+        let mut grammar = self.constrained.then(|| CallGrammar::new(&self.tokenizer, self.catalog, &encoded.slots));
         for _ in 0..MAX_CALL_TOKENS {
+            if let Some(allowed) = grammar.as_ref().and_then(CallGrammar::allowed).filter(|a| !a.is_empty()) {
+                // Disallowed tokens get -inf; the distribution renormalises over the rest.
+                let mut mask = vec![f32::NEG_INFINITY; self.tokenizer.vocab_size()];
+                for id in allowed {
+                    mask[id as usize] = 0.0;
+                }
+                last = (last + Tensor::from_vec(mask, self.tokenizer.vocab_size(), &device)?)?;
+            }
             let logp = log_softmax(&last)?;
-            let entropy = -(logp.exp()? * &logp)?.sum_all()?.to_scalar::<f32>()? as f64;
+            // Masked tokens have p = 0: leave them out of the entropy (0 * -inf is NaN).
+            let p = logp.exp()?;
+            let entropy = -(p.clone() * logp.maximum(-1e30)?)?.sum_all()?.to_scalar::<f32>()? as f64;
             let next = logp.argmax(D::Minus1)?.to_scalar::<u32>()?;
             let lp = logp.get(next as usize)?.to_scalar::<f32>()? as f64;
             sum_lp += lp;
             min_lp = min_lp.min(lp);
             sum_ent += entropy;
             out.push(next);
+            if let Some(g) = grammar.as_mut() {
+                g.advance(next);
+            }
             if next == EOS {
                 break;
             }

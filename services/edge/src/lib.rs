@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod constrain;
 pub mod model;
 pub mod sft;
 pub mod stage;

@@ -23,16 +23,20 @@ pub struct EdgeConfig {
     pub model_version: String,
     /// Requests with a longer prompt are dead-lettered, not run.
     pub max_prompt_bytes: usize,
+    /// Mask, while decoding, every token that would break the JSON or the tool's schema.
+    pub constrained_decoding: bool,
 }
 
 pub struct EdgeStage {
     agent: EdgeAgent,
     max_prompt_bytes: usize,
+    constrained: bool,
 }
 
 impl EdgeStage {
-    pub fn new(agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
-        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes }
+    pub fn new(mut agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
+        agent.constrained = cfg.constrained_decoding;
+        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding }
     }
 
     pub fn load(cfg: &EdgeConfig) -> anyhow::Result<Self> {
@@ -74,7 +78,8 @@ impl EdgeStage {
             return;
         }
         match load_update(update) {
-            Ok(agent) => {
+            Ok(mut agent) => {
+                agent.constrained = self.constrained;
                 tracing::info!(from = %self.agent.version, to = %update.version, "edge model hot-reloaded");
                 self.agent = agent;
             }

@@ -196,6 +196,10 @@ impl Tokenizer {
         self.index[&slot_token(slot.kind, slot.rank)]
     }
 
+    pub fn slot_token_id(&self, slot: &Slot) -> Option<u32> {
+        self.id(&slot_token(slot.kind, slot.rank))
+    }
+
     /// True for prompt-vocabulary words (not specials, slots, kinds, output tokens or characters).
     pub fn is_word(&self, id: u32) -> bool {
         id as usize >= self.first_word()

@@ -57,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         what: train::TrainCommand,
     },
+    /// Held-out accuracy of an edge model, optionally with schema-constrained decoding.
+    EvalEdge(train::EvalEdgeArgs),
     /// Print the effective configuration (defaults < --config < environment).
     Config,
 }
@@ -108,6 +110,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(app, args).await,
         Command::Bench { which } => bench::run(&app, which).await,
         Command::Train { what } => tokio::task::spawn_blocking(move || train::run(what)).await?,
+        Command::EvalEdge(args) => {
+            let dir = app.edge.model_dir.clone();
+            tokio::task::spawn_blocking(move || train::eval_edge(&dir, args)).await?
+        }
         Command::Config => {
             println!("{}", toml::to_string_pretty(&app)?);
             Ok(())

@@ -56,6 +56,31 @@ pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
     }
 }
 
+#[derive(Args)]
+pub struct EvalEdgeArgs {
+    /// Model directory [default: edge.model_dir].
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Decode with schema constraints.
+    #[arg(long)]
+    pub constrained: bool,
+    #[arg(long, default_value_t = 300)]
+    pub per_tier: usize,
+    /// Seed of the held-out requests (the training run used its seed + 1000).
+    #[arg(long, default_value_t = 1007)]
+    pub seed: u64,
+}
+
+/// `netgpt eval-edge`: held-out accuracy of a model directory.
+pub fn eval_edge(default_dir: &std::path::Path, a: EvalEdgeArgs) -> anyhow::Result<()> {
+    let dir = a.model.unwrap_or_else(|| default_dir.to_path_buf());
+    let mut agent = netgpt_edge::agent::EdgeAgent::load(&dir, "eval")?;
+    agent.constrained = a.constrained;
+    println!("model {}, {} decoding", dir.display(), if a.constrained { "schema-constrained" } else { "unconstrained" });
+    print_eval(&netgpt_edge::sft::evaluate(&agent, netgpt_edge::workload::Split::HeldOut, a.seed, a.per_tier)?);
+    Ok(())
+}
+
 pub fn print_eval(r: &EvalReport) {
     println!("{} requests (seed {}):", r.split, r.seed);
     println!("  {:<8} {:>6} {:>8} {:>13} {:>13}", "tier", "n", "exact", "schema-valid", "right tool");
