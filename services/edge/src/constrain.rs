@@ -209,24 +209,16 @@ fn range(kind: &ArgKind) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use candle_core::Device;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     use crate::agent::EdgeAgent;
-    use crate::catalog::ToolCatalog;
     use crate::model::{EdgeModel, ModelConfig};
-    use crate::tokenizer::{Tokenizer, words};
-    use crate::workload::{Split, WorkloadGenerator};
+    use crate::tokenizer::test_tokenizer;
 
     /// Even an untrained model writes schema-valid calls when constrained:
     /// the grammar, not the weights, guarantees the structure.
     #[test]
     fn constraints_make_an_untrained_model_write_valid_calls() {
-        let catalog = ToolCatalog::embedded();
-        let g = WorkloadGenerator::new(catalog, Split::Train).unwrap();
-        let mut rng = StdRng::seed_from_u64(4);
-        let examples: Vec<_> = (0..60).map(|_| g.sample(&mut rng)).collect();
-        let tok = Tokenizer::new(catalog, examples.iter().flat_map(|e| words(&e.prompt)));
+        let (tok, examples) = test_tokenizer(60, 4);
         let cfg = ModelConfig { vocab_size: tok.vocab_size(), d_model: 32, n_heads: 2, n_layers: 1, d_ff: 64, max_len: 96 };
         let (model, varmap) = EdgeModel::init_seeded(cfg, &Device::Cpu, 5).unwrap();
         let mut agent = EdgeAgent::new(model, varmap, tok, "untrained");

@@ -318,20 +318,24 @@ impl Tokenizer {
     }
 }
 
+/// `n` training requests (seeded) and a tokenizer built on their words.
+#[cfg(test)]
+pub(crate) fn test_tokenizer(n: usize, seed: u64) -> (Tokenizer, Vec<crate::workload::Example>) {
+    use rand::SeedableRng;
+    let catalog = ToolCatalog::embedded();
+    let g = crate::workload::WorkloadGenerator::new(catalog, crate::workload::Split::Train).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let examples: Vec<_> = (0..n).map(|_| g.sample(&mut rng)).collect();
+    (Tokenizer::new(catalog, examples.iter().flat_map(|e| words(&e.prompt))), examples)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::{Split, WorkloadGenerator};
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
 
     #[test]
     fn values_become_slots_and_calls_round_trip() {
-        let catalog = ToolCatalog::embedded();
-        let g = WorkloadGenerator::new(catalog, Split::Train).unwrap();
-        let mut rng = StdRng::seed_from_u64(3);
-        let examples: Vec<_> = (0..2000).map(|_| g.sample(&mut rng)).collect();
-        let tok = Tokenizer::new(catalog, examples.iter().flat_map(|e| words(&e.prompt)));
+        let (tok, examples) = test_tokenizer(2000, 3);
         for e in &examples {
             let p = tok.encode_prompt(&e.prompt);
             assert!(!p.ids.contains(&UNK), "{}", e.prompt);
