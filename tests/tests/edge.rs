@@ -132,5 +132,12 @@ async fn the_edge_stage_proposes_validates_dead_letters_and_hot_reloads() {
     stop.cancel();
     let report = running.await.unwrap().unwrap();
     assert_eq!(report.dead_lettered, 1);
+
+    // A restarted edge starts from the shipped model and catches up with the
+    // newest update on the compacted topic before serving.
+    let mut restarted = EdgeStage::load(&cfg).unwrap();
+    assert_eq!(restarted.model_version(), "sft-base");
+    restarted.catch_up(&tb.kafka).await.unwrap();
+    assert_eq!(restarted.model_version(), "v2");
     tb.broker.stop().await;
 }

@@ -234,3 +234,42 @@ pub fn list_topics(cfg: &KafkaConfig, timeout: Duration) -> anyhow::Result<Vec<(
     topics.sort();
     Ok(topics)
 }
+
+/// The newest record per key of a (compacted) topic, read from the beginning
+/// up to the end as of now, without a consumer group. Stages call this at
+/// start-up for the update topics: their group offsets point *after* the
+/// update they last applied, which a restarted process no longer holds.
+pub async fn latest_per_key<R: crate::records::Record>(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> anyhow::Result<Vec<R>> {
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: StreamConsumer = cfg.client_config_with(&[("group.id", "netgpt.catch-up".into()), ("enable.auto.commit", "false".into())])?.create()?;
+    let md = consumer.fetch_metadata(Some(topic), timeout).context("fetching update-topic metadata")?;
+    let mut ends = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in md.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+        if high > low {
+            ends.push((p.id(), high));
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+        }
+    }
+    let mut latest: std::collections::HashMap<String, R> = std::collections::HashMap::new();
+    if !ends.is_empty() {
+        consumer.assign(&tpl)?;
+        let mut done = std::collections::HashSet::new();
+        let deadline = tokio::time::Instant::now() + timeout;
+        while done.len() < ends.len() {
+            let msg = tokio::time::timeout_at(deadline, consumer.recv()).await.context("reading the update topic timed out")??;
+            match R::from_bytes(msg.payload().unwrap_or_default()) {
+                Ok(r) => {
+                    latest.insert(r.key(), r);
+                }
+                Err(e) => tracing::warn!(topic, offset = msg.offset(), error = %e, "skipping an undecodable update"),
+            }
+            if ends.iter().any(|(p, high)| *p == msg.partition() && msg.offset() + 1 >= *high) {
+                done.insert(msg.partition());
+            }
+        }
+    }
+    close_consumer(consumer, Duration::from_millis(cfg.close_timeout_ms)).await;
+    Ok(latest.into_values().collect())
+}

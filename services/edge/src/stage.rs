@@ -72,6 +72,17 @@ impl EdgeStage {
         })
     }
 
+    /// Applies the newest edge update already on the compacted update topic, so
+    /// a restarted edge serves the model it served before (its consumer group
+    /// resumes after that update).
+    pub async fn catch_up(&mut self, kafka: &netgpt_core::config::KafkaConfig) -> anyhow::Result<()> {
+        let updates: Vec<ModelUpdate> = netgpt_core::bus::latest_per_key(kafka, MODEL_UPDATES, std::time::Duration::from_secs(10)).await?;
+        if let Some(u) = updates.iter().filter(|u| u.channel == "edge").max_by_key(|u| u.published_at) {
+            self.reload(u);
+        }
+        Ok(())
+    }
+
     /// Loads the model an update names; on any failure the current model stays.
     fn reload(&mut self, update: &ModelUpdate) {
         if update.version == self.agent.version {

@@ -87,7 +87,8 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
         Err(e) => tracing::warn!("no admin server: {e:#}"),
     }
 
-    let edge = EdgeStage::load(&app.edge)?;
+    let mut edge = EdgeStage::load(&app.edge)?;
+    edge.catch_up(&config.kafka).await?;
     let model_version = edge.model_version().to_string();
     let state = Arc::new(Mutex::new(TallyState::default()));
     let stages = vec![spawn(edge, config, &metrics), spawn(Tally { state: state.clone() }, config, &metrics)];

@@ -44,6 +44,12 @@ enum Command {
     Tail(tail::TailArgs),
     /// Produce synthetic tool requests and per-site telemetry.
     Loadgen(loadgen::LoadgenArgs),
+    /// Run one stage as a long-running service against the configured cluster,
+    /// with /metrics and /healthz on admin.listen, until SIGINT/SIGTERM.
+    Run {
+        #[arg(value_enum)]
+        stage: StageName,
+    },
     /// Run the whole pipeline on embedded defaults: local broker, topics, every
     /// implemented stage, load; prints a summary and stops what it started.
     Demo(demo::DemoArgs),
@@ -61,6 +67,12 @@ enum Command {
     EvalEdge(train::EvalEdgeArgs),
     /// Print the effective configuration (defaults < --config < environment).
     Config,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum StageName {
+    /// The edge agent: tool-requests → edge-proposals.
+    Edge,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +120,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(args) => tail::run(&config, args).await,
         Command::Loadgen(args) => loadgen::run(&config, args).await,
         Command::Demo(args) => demo::run(app, args).await,
+        Command::Run { stage: StageName::Edge } => {
+            let metrics = netgpt_core::metrics::Metrics::new();
+            let shutdown = netgpt_core::shutdown_on_signals();
+            let addr = netgpt_core::metrics::serve_admin(&config.admin.listen, metrics.clone(), shutdown.clone()).await?;
+            tracing::info!("admin server on http://{addr} (/metrics, /healthz)");
+            let mut stage = netgpt_edge::stage::EdgeStage::load(&app.edge)?;
+            stage.catch_up(&config.kafka).await?;
+            let group = format!("{}.edge", config.kafka.group_prefix);
+            let report = netgpt_core::stage::run_stage(stage, &config.kafka, &group, metrics, shutdown).await?;
+            println!("edge stopped: read {}, wrote {}, dead-lettered {}", report.records_in, report.records_out, report.dead_lettered);
+            Ok(())
+        }
         Command::Bench { which } => bench::run(&app, which).await,
         Command::Train { what } => tokio::task::spawn_blocking(move || train::run(what)).await?,
         Command::EvalEdge(args) => {
