@@ -10,9 +10,7 @@ use netgpt_core::config::{Config, KafkaConfig};
 use netgpt_core::stage::{Incoming, Outgoing, Rejection, Stage};
 use netgpt_core::topics::{self, TopicSpec};
 use netgpt_core::AnyRecord;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
 /// A broker on a free loopback port with every declared topic created; killed on drop.
 pub struct TestBroker {
@@ -124,22 +122,8 @@ pub async fn read_topic(kafka: &KafkaConfig, topic: &str, want: usize, idle: Dur
 
 /// Reads `topic` from the beginning until `done` holds or `idle` passed without a new record.
 pub async fn read_until(kafka: &KafkaConfig, topic: &str, idle: Duration, done: impl Fn(&[Landed]) -> bool) -> anyhow::Result<Vec<Landed>> {
-    let consumer: StreamConsumer = kafka
-        .client_config()?
-        .set("group.id", "test.reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let partitions = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(5))?
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
+    let consumer = netgpt_core::bus::reader(kafka, "test.reader")?;
+    netgpt_core::bus::assign_from_beginning(&consumer, topic, Duration::from_secs(5))?;
     let mut out = Vec::new();
     let mut last = Instant::now();
     while !done(&out) && last.elapsed() < idle {

@@ -60,8 +60,6 @@ impl Producer {
     pub fn new(cfg: &KafkaConfig) -> anyhow::Result<Self> {
         let inner: FutureProducer = cfg
             .client_config_with(&[
-                ("enable.idempotence", "true".into()),
-                ("acks", "all".into()),
                 ("linger.ms", "5".into()),
                 ("delivery.timeout.ms", cfg.delivery_timeout_ms.to_string()),
             ])?
@@ -169,7 +167,6 @@ pub fn group_consumer(cfg: &KafkaConfig, group_id: &str, stage: &str, metrics: A
         ("group.id", group_id.to_string()),
         ("enable.auto.commit", "true".into()),
         ("auto.commit.interval.ms", "1000".into()),
-        ("enable.auto.offset.store", "false".into()),
         ("auto.offset.reset", "earliest".into()),
         ("session.timeout.ms", cfg.session_timeout_ms.to_string()),
         ("enable.partition.eof", "false".into()),
@@ -235,26 +232,43 @@ pub fn list_topics(cfg: &KafkaConfig, timeout: Duration) -> anyhow::Result<Vec<(
     Ok(topics)
 }
 
+/// A read-only consumer: it never commits, so it moves no group's offsets.
+pub fn reader(cfg: &KafkaConfig, group_id: &str) -> anyhow::Result<StreamConsumer> {
+    cfg.client_config_with(&[("group.id", group_id.to_string())])?
+        .set("enable.auto.commit", "false")
+        .create()
+        .context("creating a Kafka reader")
+}
+
+/// Assigns every partition of `topic` at its beginning, with no group join
+/// (which takes seconds); returns the partition ids.
+pub fn assign_from_beginning(consumer: &StreamConsumer, topic: &str, timeout: Duration) -> anyhow::Result<Vec<i32>> {
+    let md = consumer.fetch_metadata(Some(topic), timeout).with_context(|| format!("fetching metadata of {topic}"))?;
+    let partitions: Vec<i32> = md.topics().iter().flat_map(|t| t.partitions()).map(|p| p.id()).collect();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for &p in &partitions {
+        tpl.add_partition_offset(topic, p, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(partitions)
+}
+
 /// The newest record per key of a (compacted) topic, read from the beginning
 /// up to the end as of now, without a consumer group. Stages call this at
 /// start-up for the update topics: their group offsets point *after* the
 /// update they last applied, which a restarted process no longer holds.
 pub async fn latest_per_key<R: crate::records::Record>(cfg: &KafkaConfig, topic: &str, timeout: Duration) -> anyhow::Result<Vec<R>> {
-    use rdkafka::{Message, Offset, TopicPartitionList};
-    let consumer: StreamConsumer = cfg.client_config_with(&[("group.id", "netgpt.catch-up".into()), ("enable.auto.commit", "false".into())])?.create()?;
-    let md = consumer.fetch_metadata(Some(topic), timeout).context("fetching update-topic metadata")?;
+    use rdkafka::Message;
+    let consumer = reader(cfg, "netgpt.catch-up")?;
     let mut ends = Vec::new();
-    let mut tpl = TopicPartitionList::new();
-    for p in md.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), timeout)?;
+    for p in assign_from_beginning(&consumer, topic, timeout)? {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
         if high > low {
-            ends.push((p.id(), high));
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)?;
+            ends.push((p, high));
         }
     }
     let mut latest: std::collections::HashMap<String, R> = std::collections::HashMap::new();
     if !ends.is_empty() {
-        consumer.assign(&tpl)?;
         let mut done = std::collections::HashSet::new();
         let deadline = tokio::time::Instant::now() + timeout;
         while done.len() < ends.len() {

@@ -18,7 +18,6 @@ use netgpt_core::topics::TopicSpec;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -150,20 +149,11 @@ async fn broker(mut config: Config, messages: usize, size: usize, partitions: i3
     }
     let produce = t.elapsed();
 
-    let consumer: StreamConsumer = config
-        .kafka
-        .client_config()?
-        .set("group.id", format!("netgpt.bench.{}", uuid::Uuid::new_v4().simple()))
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer = netgpt_core::bus::reader(&config.kafka, "netgpt.bench")?;
     // Assign the partitions directly: the figure is fetch throughput, not the
     // few seconds a consumer group needs to form.
-    let mut tpl = rdkafka::TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(&topic, p, rdkafka::Offset::Beginning)?;
-    }
     let t = Instant::now();
-    consumer.assign(&tpl)?;
+    netgpt_core::bus::assign_from_beginning(&consumer, &topic, Duration::from_secs(10))?;
     let mut read = 0usize;
     let mut bytes = 0usize;
     while read < messages - failed {
@@ -292,8 +282,7 @@ fn edge(dir: &std::path::Path, n: usize, threads: usize) -> anyhow::Result<()> {
     for p in &prompts {
         lat.push(agent.propose(p)?.latency.as_secs_f64() * 1e3);
     }
-    lat.sort_by(f64::total_cmp);
-    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
+    let (p50, p95) = crate::stats::percentiles(&mut lat);
     // Several threads sharing the model: throughput.
     let t = Instant::now();
     std::thread::scope(|scope| {
@@ -308,7 +297,7 @@ fn edge(dir: &std::path::Path, n: usize, threads: usize) -> anyhow::Result<()> {
     });
     let elapsed = t.elapsed();
     println!("edge inference, {} held-out requests, model {} ({} layers, d={})", n, dir.display(), agent.model.config.n_layers, agent.model.config.d_model);
-    println!("latency, one request at a time: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms", pct(0.5), pct(0.95), lat[lat.len() - 1]);
+    println!("latency, one request at a time: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms", p50, p95, lat[lat.len() - 1]);
     println!("throughput with {threads} threads: {:.0} proposals/s", rate(n, elapsed));
     Ok(())
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AppConfig;
 use crate::loadgen::{LoadgenArgs, RequestSource, generate};
+use crate::stats::percentiles;
 use crate::tally::{Tally, TallyState};
 
 #[derive(Args)]
@@ -160,11 +161,4 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
         anyhow::bail!("{out}\n{missing} acknowledged requests got no proposal");
     }
     Ok(out)
-}
-
-/// (p50, p95) of `xs`, NaN when empty.
-fn percentiles(xs: &mut [f64]) -> (f64, f64) {
-    xs.sort_by(f64::total_cmp);
-    let at = |q: f64| xs.get(((xs.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(f64::NAN);
-    (at(0.5), at(0.95))
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 mod bench;
 mod demo;
 mod loadgen;
+mod stats;
 mod tail;
 mod tally;
 mod train;

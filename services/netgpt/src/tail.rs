@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use netgpt_core::{AnyRecord, Config};
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer;
 
 #[derive(Args)]
 pub struct TailArgs {
@@ -23,15 +23,14 @@ pub struct TailArgs {
 }
 
 pub async fn run(config: &Config, args: TailArgs) -> anyhow::Result<()> {
-    // A throwaway group that never commits: tail is read-only.
-    let consumer: StreamConsumer = config
-        .kafka
-        .client_config()?
-        .set("group.id", format!("{}.tail.{}", config.kafka.group_prefix, uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", if args.latest { "latest" } else { "earliest" })
-        .create()?;
-    consumer.subscribe(&[&args.topic])?;
+    // Read-only: a reader never commits. From the beginning unless --latest.
+    // A group of its own, so concurrent tails never split the partitions.
+    let consumer = netgpt_core::bus::reader(&config.kafka, &format!("{}.tail.{}", config.kafka.group_prefix, uuid::Uuid::new_v4()))?;
+    if args.latest {
+        consumer.subscribe(&[&args.topic])?; // no committed offset: starts at the end (auto.offset.reset=latest)
+    } else {
+        netgpt_core::bus::assign_from_beginning(&consumer, &args.topic, Duration::from_secs(10))?;
+    }
     let mut n = 0u64;
     loop {
         if args.max.is_some_and(|m| n >= m) {
