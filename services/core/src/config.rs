@@ -83,8 +83,13 @@ impl Config {
 
     /// The compiled-in defaults only (tests, benchmarks).
     pub fn defaults() -> anyhow::Result<Self> {
-        Figment::from(Toml::string(DEFAULTS_TOML)).extract().map_err(|e| anyhow::anyhow!("invalid default configuration: {e}"))
+        defaults_of()
     }
+}
+
+/// Extracts `T` from the compiled-in defaults only.
+pub fn defaults_of<T: serde::de::DeserializeOwned>() -> anyhow::Result<T> {
+    Figment::from(Toml::string(DEFAULTS_TOML)).extract().map_err(|e| anyhow::anyhow!("invalid default configuration: {e}"))
 }
 
 /// Where netgpt keeps installed tools and demo data: `$NETGPT_HOME`, else `~/.cache/netgpt`.
