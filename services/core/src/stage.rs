@@ -13,6 +13,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::Consumer;
@@ -51,12 +52,25 @@ impl Outgoing {
 #[derive(Debug, Clone)]
 pub struct Rejection(pub String);
 
+/// Work a stage hands back to the loop to run concurrently with later records.
+pub type Work = BoxFuture<'static, Result<Vec<Outgoing>, Rejection>>;
+
 /// One stage of the pipeline: pure logic between input and output records.
 pub trait Stage: Send {
     /// Used for the consumer group, metrics and dead letters.
     fn name(&self) -> &str;
     fn input_topics(&self) -> Vec<String>;
     fn handle(&mut self, input: Incoming<'_>) -> impl Future<Output = Result<Vec<Outgoing>, Rejection>> + Send;
+
+    /// For records whose processing waits on something remote (the cloud
+    /// gateway's HTTP calls): return the work as a `'static` future and the
+    /// loop runs up to `kafka.max_in_flight` of them at once, instead of one
+    /// `handle` after another. Offsets are still stored in input order, only
+    /// after each record's outputs are acknowledged. Default: `None`, `handle`
+    /// processes the record.
+    fn begin(&mut self, _input: &Incoming<'_>) -> Option<Work> {
+        None
+    }
 }
 
 /// How a stage run ended.
@@ -121,8 +135,11 @@ pub async fn run_stage<S: Stage>(
                 metrics.records_in.get_or_create(&TopicLabels { stage: stage_label.stage.clone(), topic: msg.topic().to_string() }).inc();
                 let pending = process(&mut stage, &producer, &msg).await;
                 inflight.push_back(async move {
+                    let mut pending = match pending {
+                        Processed::Done(p) => p,
+                        Processed::Deferred(work) => work.await,
+                    };
                     let mut result = Ok(());
-                    let mut pending = pending;
                     for (_, d) in pending.outputs.iter_mut() {
                         if let Err(e) = d.await {
                             result = Err(e);
@@ -196,17 +213,59 @@ fn settle(
     None
 }
 
-async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMessage<'_>) -> Pending {
+/// A record's processing: finished (outputs queued), or remote work still running.
+enum Processed {
+    Done(Pending),
+    Deferred(BoxFuture<'static, Pending>),
+}
+
+async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMessage<'_>) -> Processed {
     let started = Instant::now();
-    let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
+    let source = Source { topic: msg.topic().to_string(), partition: msg.partition(), offset: msg.offset(), started };
     let payload = msg.payload().unwrap_or_default();
     let verdict = match AnyRecord::from_bytes(payload) {
         Err(e) => Err(dead_letter_kind(&e)),
-        Ok(record) => match stage.handle(Incoming { topic: &topic, partition, offset, record }).await {
-            Ok(outputs) => Ok(outputs),
-            Err(Rejection(reason)) => Err((DeadLetterKind::Rejected, reason)),
-        },
+        Ok(record) => {
+            let incoming = Incoming { topic: &source.topic, partition: source.partition, offset: source.offset, record };
+            if let Some(work) = stage.begin(&incoming) {
+                // The dead-letter path needs the raw record after the work is done.
+                let (producer, name) = (producer.clone(), stage.name().to_string());
+                let (key, payload) = (msg.key().map(<[u8]>::to_vec), payload.to_vec());
+                return Processed::Deferred(
+                    async move {
+                        let verdict = work.await.map_err(|Rejection(reason)| (DeadLetterKind::Rejected, reason));
+                        produce(&producer, &name, source, key.as_deref(), &payload, verdict).await
+                    }
+                    .boxed(),
+                );
+            }
+            match stage.handle(incoming).await {
+                Ok(outputs) => Ok(outputs),
+                Err(Rejection(reason)) => Err((DeadLetterKind::Rejected, reason)),
+            }
+        }
     };
+    Processed::Done(produce(producer, stage.name(), source, msg.key(), payload, verdict).await)
+}
+
+/// Where an input record came from.
+struct Source {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    started: Instant,
+}
+
+/// Queues a record's outputs, or its dead letter.
+async fn produce(
+    producer: &Producer,
+    stage: &str,
+    source: Source,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    verdict: Result<Vec<Outgoing>, (DeadLetterKind, String)>,
+) -> Pending {
+    let Source { topic, partition, offset, started } = source;
     match verdict {
         Ok(outputs) => {
             let mut deliveries = Vec::with_capacity(outputs.len());
@@ -219,14 +278,14 @@ async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMes
             Pending { topic, partition, offset, started, outputs: deliveries, dead_letter: false }
         }
         Err((kind, reason)) => {
-            tracing::warn!(stage = stage.name(), %topic, partition, offset, %kind, %reason, "dead-lettering record");
+            tracing::warn!(stage, %topic, partition, offset, %kind, %reason, "dead-lettering record");
             let dl = DeadLetter {
                 id: uuid::Uuid::new_v4(),
-                stage: stage.name().to_string(),
+                stage: stage.to_string(),
                 source_topic: topic.clone(),
                 source_partition: partition,
                 source_offset: offset,
-                source_key: msg.key().map(|k| Bytes(k.to_vec())),
+                source_key: key.map(|k| Bytes(k.to_vec())),
                 payload: Bytes(payload.to_vec()),
                 error_kind: kind,
                 error: reason.clone(),
@@ -237,8 +296,7 @@ async fn process<S: Stage>(stage: &mut S, producer: &Producer, msg: &BorrowedMes
                 .insert(Header { key: "netgpt.source.partition", value: Some(partition.to_string().as_bytes()) })
                 .insert(Header { key: "netgpt.source.offset", value: Some(offset.to_string().as_bytes()) })
                 .insert(Header { key: "netgpt.error", value: Some(reason.as_bytes()) });
-            let key = msg.key().unwrap_or_default();
-            let d = producer.send_bytes(DEAD_LETTER, key, &dl.to_bytes(), Some(headers)).await;
+            let d = producer.send_bytes(DEAD_LETTER, key.unwrap_or_default(), &dl.to_bytes(), Some(headers)).await;
             Pending { topic, partition, offset, started, outputs: vec![(DEAD_LETTER.to_string(), d)], dead_letter: true }
         }
     }
