@@ -58,6 +58,9 @@ pub struct LoadgenConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DemoConfig {
     pub seconds: u64,
+    /// Router policies the demo runs one after another (hot-reloaded).
+    #[serde(default)]
+    pub policies: Vec<String>,
 }
 
 /// Extracts `T` from the layered configuration: defaults < `file` (if any) <

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod metrics;
+pub mod progress;
 pub mod records;
 pub mod samples;
 pub mod stage;

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use candle_core::{D, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
-use indicatif::{ProgressBar, ProgressStyle};
 use netgpt_core::records::Difficulty;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -184,17 +183,6 @@ pub fn masked_nll(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_co
     total.neg()? / mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64
 }
 
-fn progress(steps: usize, show: bool) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(steps as u64);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} sft [{bar:30}] {pos}/{len} {per_sec} eta {eta} {msg}") {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb
-}
-
 /// Trains a model from scratch; writes it, its tokenizer and metrics to `out_dir`.
 pub fn train_sft(cfg: &SftConfig, out_dir: &Path, show_progress: bool) -> anyhow::Result<SftReport> {
     let catalog = ToolCatalog::embedded();
@@ -215,7 +203,7 @@ pub fn train_sft(cfg: &SftConfig, out_dir: &Path, show_progress: bool) -> anyhow
     let parameters = EdgeModel::num_parameters(&varmap);
     let mut opt = AdamW::new(varmap.all_vars(), ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
 
-    let pb = progress(cfg.steps, show_progress);
+    let pb = netgpt_core::progress::bar(cfg.steps as u64, "sft", show_progress);
     let started = Instant::now();
     let mut final_loss = f32::NAN;
     for step in 0..cfg.steps {

@@ -10,8 +10,13 @@ use netgpt_core::bus::Producer;
 use netgpt_core::metrics::{Metrics, serve_admin};
 use netgpt_core::records::Record;
 use netgpt_core::stage::{RunReport, Stage, run_stage};
-use netgpt_core::topics::TOOL_REQUESTS;
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::records::PolicyUpdate;
+use netgpt_core::topics::{POLICY_UPDATES, TOOL_REQUESTS};
+use netgpt_cloud::stage::CloudGateway;
 use netgpt_edge::stage::EdgeStage;
+use netgpt_router::bundle::RouterBundle;
+use netgpt_router::stage::{ACTIVE_CHANNEL, RouterStage, SiteTable, follow_telemetry};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +82,37 @@ fn spawn<S: Stage + 'static>(stage: S, config: &Config, metrics: &Arc<Metrics>) 
     Running { name, stop, handle }
 }
 
+/// Builds the router: the configured bundle, the telemetry follower feeding
+/// its site table, and the newest policy updates already on the topic.
+pub async fn start_router(app: &AppConfig, stop: &CancellationToken) -> anyhow::Result<(RouterStage, JoinHandle<anyhow::Result<u64>>)> {
+    let sites = SiteTable::default();
+    let ready = CancellationToken::new();
+    let follower = tokio::spawn(follow_telemetry(app.core.kafka.clone(), sites.clone(), app.router.router.telemetry_lookback, ready.clone(), stop.clone()));
+    let mut router = RouterStage::load(app.router.clone(), sites)?;
+    router.catch_up(&app.core.kafka).await?;
+    // Decide with the backlog of telemetry, not the conservative default.
+    if tokio::time::timeout(Duration::from_secs(10), ready.cancelled()).await.is_err() {
+        tracing::warn!("telemetry backlog not read within 10 s; deciding with what is known");
+    }
+    Ok((router, follower))
+}
+
+/// The update that makes `name` from the bundle the router's active policy.
+fn policy_update(bundle: &RouterBundle, name: &str) -> anyhow::Result<PolicyUpdate> {
+    let spec = bundle.policy(name)?;
+    Ok(PolicyUpdate {
+        channel: ACTIVE_CHANNEL.into(),
+        version: format!("{}/{}", bundle.version, spec.name()),
+        policy_name: spec.name().into(),
+        params_json: serde_json::to_string(spec)?,
+        weights_uri: None,
+        scorer_version: bundle.scorer.version.clone(),
+        scorer_uri: None,
+        model_version: bundle.model_version.clone(),
+        published_at: TimestampMillis::now(),
+    })
+}
+
 async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyhow::Result<String> {
     let config = &app.core;
     let specs = netgpt_core::topics::declared()?;
@@ -91,8 +127,18 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     let mut edge = EdgeStage::load(&app.edge)?;
     edge.catch_up(&config.kafka).await?;
     let model_version = edge.model_version().to_string();
+    let bundle = RouterBundle::load(&app.router.router.bundle_dir)?;
+    let follower_stop = CancellationToken::new();
+    let (router, follower) = start_router(app, &follower_stop).await?;
+    let cloud = CloudGateway::from_config(&app.cloud, app.router.cost.clone())?;
+    let cloud_name = cloud.backend_name().to_string();
     let state = Arc::new(Mutex::new(TallyState::default()));
-    let stages = vec![spawn(edge, config, &metrics), spawn(Tally { state: state.clone() }, config, &metrics)];
+    let stages = vec![
+        spawn(edge, config, &metrics),
+        spawn(router, config, &metrics),
+        spawn(cloud, config, &metrics),
+        spawn(Tally { state: state.clone() }, config, &metrics),
+    ];
 
     // Start the load once every stage's group has its partitions, so the
     // latency figures measure the pipeline, not the initial group joins.
@@ -107,15 +153,39 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
         producer.send_bytes(TOOL_REQUESTS, b"malformed", bytes, None).await.await.map_err(|e| anyhow::anyhow!("producing a malformed record: {e}"))?;
     }
     let interrupted = netgpt_core::shutdown_on_signals();
+
+    // One phase per policy: each phase's policy arrives as a PolicyUpdate and
+    // the router hot-reloads it; decisions carry the policy that made them.
+    let policies = if config.demo.policies.is_empty() { vec![app.router.router.policy.clone()] } else { config.demo.policies.clone() };
+    let updates = policies.iter().map(|p| policy_update(&bundle, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let phase = Duration::from_secs_f64(seconds as f64 / updates.len() as f64);
+    let switcher = {
+        let (producer, interrupted) = (producer.clone(), interrupted.clone());
+        tokio::spawn(async move {
+            for (i, mut u) in updates.into_iter().enumerate() {
+                if i > 0 {
+                    tokio::select! {
+                        _ = interrupted.cancelled() => break,
+                        _ = tokio::time::sleep(phase) => {}
+                    }
+                }
+                u.published_at = TimestampMillis::now();
+                if let Err(e) = producer.send(POLICY_UPDATES, &u).await.await {
+                    tracing::error!(error = %e, "publishing policy {} failed", u.policy_name);
+                }
+            }
+        })
+    };
     let load_args = LoadgenArgs { rate, sites: None, seconds: Some(seconds as f64), seed: None };
-    let load = generate(config, &load_args, &producer, interrupted.clone()).await?;
+    let load = generate(config, &app.router.network, &load_args, &producer, interrupted.clone()).await?;
+    switcher.abort();
 
     // Let the pipeline catch up with everything that was acknowledged.
     let expected = load.requests;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let read = state.lock().unwrap_or_else(|p| p.into_inner()).proposals;
-        if read >= expected || Instant::now() > deadline || interrupted.is_cancelled() {
+        let answered = state.lock().unwrap_or_else(|p| p.into_inner()).responses;
+        if answered >= expected || Instant::now() > deadline || interrupted.is_cancelled() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -125,6 +195,8 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
         s.stop.cancel();
         reports.push((s.name, s.handle.await??));
     }
+    follower_stop.cancel();
+    let telemetry_read = follower.await??;
     shutdown.cancel();
 
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -133,18 +205,20 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     writeln!(out, "\n== netgpt demo summary ({} s of load, broker {}) ==", seconds, config.kafka.bootstrap_servers)?;
     writeln!(
         out,
-        "produced (acknowledged): {} tool requests at {:.0}/s ({} split), {} telemetry records, {} failed",
+        "produced (acknowledged): {} tool requests at {:.0}/s ({} split), {} telemetry records ({:?} links), {} failed",
         load.requests,
         load.requests as f64 / load.elapsed.as_secs_f64(),
         config.loadgen.split,
         load.telemetry,
+        app.router.network.trace.kind,
         load.failed
     )?;
     writeln!(out, "injected malformed:      {} ({})", malformed.len(), malformed.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))?;
     for (name, r) in &reports {
         writeln!(out, "stage {name:<6} read {:>6}, wrote {:>6}, dead-lettered {}", r.records_in, r.records_out, r.dead_lettered)?;
     }
-    writeln!(out, "edge model {model_version}: {} proposals ({} duplicates re-delivered)", s.proposals, s.duplicates)?;
+    writeln!(out, "router telemetry follower read {telemetry_read} records; {} decisions used the conservative unknown-site state", s.conservative_decisions)?;
+    writeln!(out, "edge model {model_version}: {} proposals ({} duplicate records re-delivered and ignored)", s.proposals, s.duplicates)?;
     writeln!(out, "  {:<10} {:>7} {:>13} {:>16}", "tier", "n", "schema-valid", "exact (vs ref)")?;
     for (tier, t) in &s.by_tier {
         let pct = |x: u64| 100.0 * x as f64 / t.proposals.max(1) as f64;
@@ -154,11 +228,33 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     let delay_ms = percentiles(&mut s.pipeline_delay_ms);
     writeln!(out, "edge inference:          p50 {:.1} ms, p95 {:.1} ms", edge_ms.0, edge_ms.1)?;
     writeln!(out, "request → proposal read: p50 {:.1} ms, p95 {:.1} ms", delay_ms.0, delay_ms.1)?;
-    let missing = load.requests.saturating_sub(s.proposals);
-    writeln!(out, "requests without a proposal: {missing}")?;
-    writeln!(out, "stages running: edge agent, tally (observer). Router and cloud gateway are not implemented yet; no routing numbers are shown.")?;
+    writeln!(
+        out,
+        "final answers per policy (router bundle {}, cloud backend {cloud_name}, a simulation; success = answer equals the reference call, evaluation side only;\n  latency = request created → answer, cloud time modelled from the link; cost in currency units):",
+        bundle.version
+    )?;
+    writeln!(out, "  {:<10} {:>7} {:>7} {:>8} {:>8} {:>8} {:>11} {:>9} {:>9} {:>7}", "policy", "answers", "cloud", "explored", "success", "valid", "cost/1k req", "p50 ms", "p95 ms", "net-down")?;
+    let by_policy = s.by_policy();
+    let order = netgpt_router::policy::POLICY_NAMES;
+    for name in order.iter().map(|n| n.to_string()).chain(by_policy.keys().filter(|k| !order.contains(&k.as_str())).cloned()) {
+        let Some(t) = by_policy.get(&name) else { continue };
+        let mut lat = t.latency_ms.clone();
+        let (p50, p95) = percentiles(&mut lat);
+        let pct = |x: u64| 100.0 * x as f64 / t.answers.max(1) as f64;
+        writeln!(
+            out,
+            "  {:<10} {:>7} {:>6.1}% {:>8} {:>7.1}% {:>7.1}% {:>11.3} {:>9.0} {:>9.0} {:>7}",
+            name, t.answers, pct(t.cloud), t.explored, pct(t.success), pct(t.schema_valid), 1000.0 * t.cost / t.answers.max(1) as f64, p50, p95, t.network_down
+        )?;
+    }
+    let (compared, agreed) = by_policy.values().fold((0, 0), |(c, a), t| (c + t.shadow_compared, a + t.shadow_agreed));
+    if compared > 0 {
+        writeln!(out, "shadow policy {}: agreed with the active placement on {:.1}% of {compared} decisions", app.router.router.shadow_policy, 100.0 * agreed as f64 / compared as f64)?;
+    }
+    let missing = load.requests.saturating_sub(s.responses);
+    writeln!(out, "decisions {}, final answers {}; requests without an answer: {missing}", s.decisions, s.responses)?;
     if missing > 0 {
-        anyhow::bail!("{out}\n{missing} acknowledged requests got no proposal");
+        anyhow::bail!("{out}\n{missing} acknowledged requests got no final answer");
     }
     Ok(out)
 }

@@ -2,9 +2,8 @@
 //!
 //! Requests come from the edge agent's workload generator (tool catalog,
 //! paraphrases, difficulty tiers, reference calls for evaluation). Each site's
-//! link stays in one regime (GOOD/MID/BAD presets of the routing model) with
-//! measurement jitter; the time-varying traces of the network model replace
-//! this when the router lands.
+//! telemetry follows a link trace of the network model (`[network.trace]`:
+//! Markov regime switches and diurnal drift, or a fixed regime per site).
 
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,12 @@ use futures::stream::FuturesUnordered;
 use netgpt_core::Config;
 use netgpt_core::avro::TimestampMillis;
 use netgpt_core::bus::{Delivery, Producer};
-use netgpt_core::records::{LinkRegime, SiteTelemetry, ToolRequest};
+use netgpt_core::records::{SiteTelemetry, ToolRequest};
 use netgpt_core::topics::{SITE_TELEMETRY, TOOL_REQUESTS};
 use netgpt_edge::catalog::{CATALOG_VERSION, ToolCatalog};
 use netgpt_edge::workload::{Split, WorkloadGenerator};
+use netgpt_router::NetworkConfig;
+use netgpt_router::trace::LinkTrace;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
@@ -47,10 +48,10 @@ pub struct LoadReport {
     pub elapsed: Duration,
 }
 
-pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
+pub async fn run(config: &Config, network: &NetworkConfig, args: LoadgenArgs) -> anyhow::Result<()> {
     let producer = Producer::new(&config.kafka)?;
     let shutdown = netgpt_core::shutdown_on_signals();
-    let report = generate(config, &args, &producer, shutdown).await?;
+    let report = generate(config, network, &args, &producer, shutdown).await?;
     println!(
         "loadgen: {} requests and {} telemetry records acknowledged in {:.1} s ({} failed)",
         report.requests,
@@ -62,15 +63,6 @@ pub async fn run(config: &Config, args: LoadgenArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} records were not delivered", report.failed);
     }
     Ok(())
-}
-
-/// The regime preset of the routing model: (uplink Mbit/s, RTT ms, loss).
-fn regime_link(regime: LinkRegime) -> (f64, f64, f64) {
-    match regime {
-        LinkRegime::Good => (100.0, 20.0, 0.0),
-        LinkRegime::Mid => (20.0, 80.0, 0.0),
-        LinkRegime::Bad => (2.0, 300.0, 0.01),
-    }
 }
 
 /// Draws requests from the edge agent's workload generator.
@@ -119,30 +111,53 @@ impl RequestSource {
     }
 }
 
-pub fn telemetry<R: Rng>(rng: &mut R, site_index: u32) -> SiteTelemetry {
-    let regime = LinkRegime::VARIANTS[site_index as usize % LinkRegime::VARIANTS.len()];
-    let (bw, rtt, loss) = regime_link(regime);
-    let jitter = |rng: &mut R, x: f64| x * rng.random_range(0.9..1.1);
-    SiteTelemetry {
-        site_id: format!("S{site_index:03}"),
-        uplink_mbps: jitter(rng, bw),
-        downlink_mbps: jitter(rng, bw * 2.0),
-        rtt_ms: jitter(rng, rtt),
-        loss_rate: loss,
-        price_schedule_id: if site_index.is_multiple_of(2) { "flat" } else { "peak-offpeak" }.into(),
-        link_regime: Some(regime),
-        observed_at: TimestampMillis::now(),
+/// Every site's link over time, as telemetry records.
+pub struct SiteLinks {
+    traces: Vec<LinkTrace>,
+    network: NetworkConfig,
+    last_t: f64,
+}
+
+impl SiteLinks {
+    pub fn new(sites: u32, network: &NetworkConfig) -> Self {
+        Self { traces: (0..sites).map(|i| LinkTrace::for_site(i, &network.trace)).collect(), network: network.clone(), last_t: 0.0 }
+    }
+
+    /// One reading per site at `t_s` seconds into the run.
+    pub fn readings<R: Rng>(&mut self, rng: &mut R, t_s: f64) -> Vec<SiteTelemetry> {
+        let dt = (t_s - self.last_t).max(0.0);
+        self.last_t = t_s;
+        let now = TimestampMillis::now();
+        self.traces
+            .iter_mut()
+            .enumerate()
+            .map(|(i, trace)| {
+                trace.step(rng, dt);
+                let s = trace.observe(rng, t_s, &self.network.regimes);
+                SiteTelemetry {
+                    site_id: format!("S{i:03}"),
+                    uplink_mbps: s.uplink_mbps,
+                    downlink_mbps: s.downlink_mbps,
+                    rtt_ms: s.rtt_ms,
+                    loss_rate: s.loss_rate,
+                    price_schedule_id: s.price_schedule,
+                    link_regime: Some(trace.regime),
+                    observed_at: now,
+                }
+            })
+            .collect()
     }
 }
 
 /// Produces load until `seconds` pass or `shutdown` is cancelled, then waits
 /// for every record to be acknowledged.
-pub async fn generate(config: &Config, args: &LoadgenArgs, producer: &Producer, shutdown: CancellationToken) -> anyhow::Result<LoadReport> {
+pub async fn generate(config: &Config, network: &NetworkConfig, args: &LoadgenArgs, producer: &Producer, shutdown: CancellationToken) -> anyhow::Result<LoadReport> {
     let rate = args.rate.unwrap_or(config.loadgen.rate);
     let sites = args.sites.unwrap_or(config.loadgen.sites).max(1);
     let telemetry_hz = config.loadgen.telemetry_hz;
     let mut rng = StdRng::seed_from_u64(args.seed.unwrap_or(config.loadgen.seed));
     let source = RequestSource::new(&config.loadgen.split, sites)?;
+    let mut links = SiteLinks::new(sites, network);
     let start = Instant::now();
     let mut pending: FuturesUnordered<futures::future::BoxFuture<'static, (bool, bool)>> = FuturesUnordered::new();
     let mut report = LoadReport::default();
@@ -166,8 +181,7 @@ pub async fn generate(config: &Config, args: &LoadgenArgs, producer: &Producer, 
         }
         // Telemetry first, so a site's state is known before its requests.
         while telemetry_hz > 0.0 && (telemetry_rounds as f64) <= t * telemetry_hz {
-            for site in 0..sites {
-                let rec = telemetry(&mut rng, site);
+            for rec in links.readings(&mut rng, telemetry_rounds as f64 / telemetry_hz) {
                 pending.push(track(producer.send(SITE_TELEMETRY, &rec).await, false));
             }
             telemetry_rounds += 1;

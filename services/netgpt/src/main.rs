@@ -21,6 +21,10 @@ pub struct AppConfig {
     #[serde(flatten)]
     pub core: Config,
     pub edge: EdgeConfig,
+    /// `[network]`, `[cost]`, `[router]`.
+    #[serde(flatten)]
+    pub router: netgpt_router::RouterSettings,
+    pub cloud: netgpt_cloud::CloudConfig,
 }
 
 #[derive(Parser)]
@@ -74,6 +78,41 @@ enum Command {
 enum StageName {
     /// The edge agent: tool-requests → edge-proposals.
     Edge,
+    /// The router: edge-proposals (+ site telemetry) → routing-decisions,
+    /// agent-responses (kept edge answers), cloud-requests (fallbacks).
+    Router,
+    /// The cloud gateway: cloud-requests → agent-responses.
+    Cloud,
+}
+
+/// Runs one stage until SIGINT/SIGTERM, with /metrics and /healthz.
+async fn serve(app: &AppConfig, which: StageName) -> anyhow::Result<()> {
+    use netgpt_core::stage::{RunReport, Stage, run_stage};
+    let config = &app.core;
+    let metrics = netgpt_core::metrics::Metrics::new();
+    let shutdown = netgpt_core::shutdown_on_signals();
+    let addr = netgpt_core::metrics::serve_admin(&config.admin.listen, metrics.clone(), shutdown.clone()).await?;
+    tracing::info!("admin server on http://{addr} (/metrics, /healthz)");
+    async fn go<S: Stage>(stage: S, config: &Config, metrics: std::sync::Arc<netgpt_core::metrics::Metrics>, shutdown: tokio_util::sync::CancellationToken) -> anyhow::Result<RunReport> {
+        let group = format!("{}.{}", config.kafka.group_prefix, stage.name());
+        run_stage(stage, &config.kafka, &group, metrics, shutdown).await
+    }
+    let report = match which {
+        StageName::Edge => {
+            let mut stage = netgpt_edge::stage::EdgeStage::load(&app.edge)?;
+            stage.catch_up(&config.kafka).await?;
+            go(stage, config, metrics, shutdown).await?
+        }
+        StageName::Router => {
+            let (stage, follower) = demo::start_router(app, &shutdown).await?;
+            let report = go(stage, config, metrics, shutdown).await?;
+            follower.await??;
+            report
+        }
+        StageName::Cloud => go(netgpt_cloud::stage::CloudGateway::from_config(&app.cloud, app.router.cost.clone())?, config, metrics, shutdown).await?,
+    };
+    println!("stopped: read {}, wrote {}, dead-lettered {}", report.records_in, report.records_out, report.dead_lettered);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -84,11 +123,36 @@ enum TopicsAction {
     List,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+/// candle's CPU kernels split every matmul over `RAYON_NUM_THREADS` threads
+/// (default: all cores). For the edge model's small matrices the hand-off
+/// costs more than it saves: measured with `netgpt bench edge` on 2 cores,
+/// one thread is ~5x faster per request (p50 1.8 ms vs 9.0 ms) and training
+/// speed is unchanged (6.7 vs 7.1 steps/s). So netgpt runs candle on one
+/// thread unless the operator sets RAYON_NUM_THREADS; parallelism comes from
+/// stages and partitions instead.
+fn single_threaded_kernels_by_default() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in `main`, before the runtime or any other
+        // thread exists, so nothing can read the environment concurrently.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", "1");
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    single_threaded_kernels_by_default();
     netgpt_core::init_tracing();
     let cli = Cli::parse();
-    match run(cli).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("netgpt: error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("netgpt: error: {e:#}");
@@ -119,22 +183,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tail(args) => tail::run(&config, args).await,
-        Command::Loadgen(args) => loadgen::run(&config, args).await,
+        Command::Loadgen(args) => loadgen::run(&config, &app.router.network, args).await,
         Command::Demo(args) => demo::run(app, args).await,
-        Command::Run { stage: StageName::Edge } => {
-            let metrics = netgpt_core::metrics::Metrics::new();
-            let shutdown = netgpt_core::shutdown_on_signals();
-            let addr = netgpt_core::metrics::serve_admin(&config.admin.listen, metrics.clone(), shutdown.clone()).await?;
-            tracing::info!("admin server on http://{addr} (/metrics, /healthz)");
-            let mut stage = netgpt_edge::stage::EdgeStage::load(&app.edge)?;
-            stage.catch_up(&config.kafka).await?;
-            let group = format!("{}.edge", config.kafka.group_prefix);
-            let report = netgpt_core::stage::run_stage(stage, &config.kafka, &group, metrics, shutdown).await?;
-            println!("edge stopped: read {}, wrote {}, dead-lettered {}", report.records_in, report.records_out, report.dead_lettered);
-            Ok(())
-        }
+        Command::Run { stage } => serve(&app, stage).await,
         Command::Bench { which } => bench::run(&app, which).await,
-        Command::Train { what } => tokio::task::spawn_blocking(move || train::run(what)).await?,
+        Command::Train { what } => tokio::task::spawn_blocking(move || train::run(&app, what)).await?,
         Command::EvalEdge(args) => {
             let dir = app.edge.model_dir.clone();
             tokio::task::spawn_blocking(move || train::eval_edge(&dir, args)).await?

@@ -10,6 +10,22 @@ pub enum TrainCommand {
     /// Train the edge model from scratch on the synthetic workload and report
     /// held-out accuracy by difficulty tier.
     Sft(SftArgs),
+    /// Fit the router: run the edge model over held-out requests, label each
+    /// proposal right or wrong, fit the calibrated scorer and every policy
+    /// (fixed τ, RouteLLM-style, FuncDyn, PolicyNet, oracle), write the bundle.
+    Router(RouterArgs),
+}
+
+#[derive(Args)]
+pub struct RouterArgs {
+    /// Output directory [default: router.bundle_dir].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Labelled proposals to fit on (split four ways: scorer, calibration map, policy fit, test).
+    #[arg(long, default_value_t = 3000)]
+    pub proposals: usize,
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u64,
 }
 
 #[derive(Args)]
@@ -30,8 +46,9 @@ pub struct SftArgs {
     pub eval_per_tier: Option<usize>,
 }
 
-pub fn run(cmd: TrainCommand) -> anyhow::Result<()> {
+pub fn run(app: &crate::AppConfig, cmd: TrainCommand) -> anyhow::Result<()> {
     match cmd {
+        TrainCommand::Router(a) => train_router(app, a),
         TrainCommand::Sft(a) => {
             let d = SftConfig::default();
             let cfg = SftConfig {
@@ -102,5 +119,87 @@ pub fn print_eval(r: &EvalReport) {
     println!("    {:<11} {:>5} {:>11} {:>9}", "confidence", "n", "mean conf", "accuracy");
     for b in sep.reliability.iter().filter(|b| b.n > 0) {
         println!("    [{:.1}, {:.1}) {:>5} {:>11.3} {:>9.3}", b.lo, b.hi, b.n, b.mean_confidence, b.accuracy);
+    }
+}
+
+/// Runs the edge model over `n` held-out requests and labels each proposal by
+/// the request's reference call (an offline fit: the reference never reaches
+/// the live router).
+pub fn labelled_proposals(app: &crate::AppConfig, n: usize, seed: u64, progress: bool) -> anyhow::Result<Vec<netgpt_router::fit::LabelledProposal>> {
+    use netgpt_edge::workload::same_call;
+    use netgpt_router::network::RequestShape;
+    use netgpt_router::scorer::ProposalFeatures;
+    use rand::SeedableRng;
+
+    let mut agent = netgpt_edge::agent::EdgeAgent::load(&app.edge.model_dir, &app.edge.model_version)?;
+    agent.constrained = app.edge.constrained_decoding;
+    let source = crate::loadgen::RequestSource::new("held-out", app.core.loadgen.sites)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let bar = netgpt_core::progress::bar(n as u64, "edge proposals", progress);
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = source.request(&mut rng);
+        let p = agent.propose(&r.prompt)?;
+        let parsed: Option<serde_json::Value> = serde_json::from_str(&p.call_json).ok();
+        let reference: Option<serde_json::Value> = r.eval_reference_call.as_deref().and_then(|c| serde_json::from_str(c).ok());
+        let correct = matches!((&parsed, &reference), (Some(a), Some(b)) if same_call(a, b));
+        out.push(netgpt_router::fit::LabelledProposal {
+            features: ProposalFeatures {
+                mean_logprob: p.mean_logprob,
+                min_logprob: p.min_logprob,
+                mean_entropy: p.mean_entropy,
+                schema_valid: p.check.valid,
+                output_tokens: p.output_tokens as f64,
+            },
+            shape: RequestShape::of(&r),
+            correct,
+            tier: r.eval_difficulty.map_or("UNLABELLED", |d| d.as_str()).to_string(),
+            prompt: r.prompt,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+fn train_router(app: &crate::AppConfig, a: RouterArgs) -> anyhow::Result<()> {
+    let out = a.out.unwrap_or_else(|| app.router.router.bundle_dir.clone());
+    let started = std::time::Instant::now();
+    println!("fitting the router for edge model {} ({}) on {} held-out proposals, seed {}", app.edge.model_version, app.edge.model_dir.display(), a.proposals, a.seed);
+    let proposals = labelled_proposals(app, a.proposals, a.seed, true)?;
+    let (bundle, proposals) = netgpt_router::bundle::fit_bundle(proposals, &app.router, &app.edge.model_version, a.seed)?;
+    bundle.save(&out, &proposals)?;
+    print_bundle(&bundle);
+    println!("bundle {} written to {} in {:.0} s", bundle.version, out.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+pub fn print_bundle(b: &netgpt_router::bundle::RouterBundle) {
+    let r = &b.report;
+    println!("edge accuracy on these proposals: {:.1}% of {}", 100.0 * r.edge_accuracy, r.proposals);
+    println!(
+        "scorer {} (ranker on {}, isotonic map on {}); on {} held-back proposals: ECE {:.3} -> {:.3}, Brier {:.3} -> {:.3} (raw logistic -> calibrated)",
+        b.scorer.version,
+        r.scorer_train,
+        r.scorer_calibration,
+        r.calibration_after.n,
+        r.calibration_before.ece,
+        r.calibration_after.ece,
+        r.calibration_before.brier,
+        r.calibration_after.brier
+    );
+    println!("  reliability after calibration: {:<8} {:>5} {:>8} {:>9}", "bin", "n", "score", "accuracy");
+    for (lo, n, s, acc) in &r.calibration_after.bins {
+        println!("  {:>30}[{lo:.1}, {:.1}) {n:>5} {s:>8.3} {acc:>9.3}", "", lo + 0.1);
+    }
+    println!("policies on {} simulated test samples (held-back proposals x network states; utility = success - ΔC on fallbacks):", r.test_samples);
+    println!("  {:<10} {:>8} {:>8} {:>8} {:>10} {:>12}", "policy", "utility", "success", "cloud", "price/req", "added lat.");
+    for name in netgpt_router::policy::POLICY_NAMES {
+        if let Some(o) = r.outcomes.get(name) {
+            println!("  {:<10} {:>8.4} {:>7.1}% {:>7.1}% {:>10.5} {:>10.0}ms", name, o.utility, 100.0 * o.success, 100.0 * o.cloud_fraction, o.price, 1e3 * o.added_latency_s);
+        }
+    }
+    if let Some(netgpt_router::policy::PolicySpec::FuncDyn(f)) = b.policies.get("funcdyn") {
+        println!("FuncDyn θ = [{:.3}, {:.3}/s RTT, {:.3}/s transfer, {:.1}/currency]", f.theta[0], f.theta[1], f.theta[2], f.theta[3]);
     }
 }
