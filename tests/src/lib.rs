@@ -145,7 +145,7 @@ pub async fn read_until(kafka: &KafkaConfig, topic: &str, idle: Duration, done: 
             Err(_) => {}
         }
     }
-    netgpt_core::bus::close_consumer(consumer, Duration::from_secs(5)).await;
+    netgpt_core::bus::close_reader(consumer, Duration::from_secs(5)).await;
     Ok(out)
 }
 
@@ -158,4 +158,38 @@ pub fn request_ids(landed: &[Landed]) -> Vec<uuid::Uuid> {
             _ => None,
         })
         .collect()
+}
+
+/// `n` held-out requests spread over `sites`, with reference calls, deterministic by seed.
+pub fn requests(n: usize, seed: u64, sites: &[&str]) -> Vec<netgpt_core::records::ToolRequest> {
+    use netgpt_edge::catalog::{CATALOG_VERSION, ToolCatalog};
+    use netgpt_edge::workload::{Split, WorkloadGenerator};
+    use rand::SeedableRng;
+    // The embedded catalog and its templates are checked by the edge crate's tests.
+    #[allow(clippy::expect_used)]
+    let g = WorkloadGenerator::new(ToolCatalog::embedded(), Split::HeldOut).expect("the embedded workload loads");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    (0..n)
+        .map(|i| {
+            let e = g.sample(&mut rng);
+            netgpt_core::records::ToolRequest {
+                request_id: uuid::Uuid::new_v4(),
+                site_id: sites[i % sites.len().max(1)].to_string(),
+                tenant: "noc".into(),
+                prompt: e.prompt.clone(),
+                tool_catalog_version: CATALOG_VERSION.into(),
+                upload_bytes: 6000,
+                download_bytes: 300,
+                expected_output_tokens: 30,
+                created_at: netgpt_core::avro::TimestampMillis::now(),
+                eval_reference_call: Some(e.call_json()),
+                eval_difficulty: Some(e.difficulty),
+            }
+        })
+        .collect()
+}
+
+/// The records of type `R` among `landed`, in order.
+pub fn records_of<R>(landed: &[Landed], pick: impl Fn(&AnyRecord) -> Option<R>) -> Vec<R> {
+    landed.iter().filter_map(|l| l.record.as_ref().ok().and_then(&pick)).collect()
 }

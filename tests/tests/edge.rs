@@ -14,12 +14,9 @@ use netgpt_core::metrics::Metrics;
 use netgpt_core::records::{DeadLetterKind, ModelUpdate, ToolRequest};
 use netgpt_core::stage::run_stage;
 use netgpt_core::topics::{DEAD_LETTER, EDGE_PROPOSALS, MODEL_UPDATES, TOOL_REQUESTS};
-use netgpt_edge::catalog::{CATALOG_VERSION, ToolCatalog};
+use netgpt_edge::catalog::ToolCatalog;
 use netgpt_edge::stage::{EdgeConfig, EdgeStage, sha256_file};
-use netgpt_edge::workload::{Split, WorkloadGenerator};
 use netgpt_tests::{Landed, TestBroker, read_until};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio_util::sync::CancellationToken;
 
 fn checkpoint() -> PathBuf {
@@ -27,26 +24,7 @@ fn checkpoint() -> PathBuf {
 }
 
 fn requests(n: usize, seed: u64) -> Vec<ToolRequest> {
-    let g = WorkloadGenerator::new(ToolCatalog::embedded(), Split::HeldOut).unwrap();
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..n)
-        .map(|_| {
-            let e = g.sample(&mut rng);
-            ToolRequest {
-                request_id: uuid::Uuid::new_v4(),
-                site_id: "S001".into(),
-                tenant: "noc".into(),
-                prompt: e.prompt.clone(),
-                tool_catalog_version: CATALOG_VERSION.into(),
-                upload_bytes: 6000,
-                download_bytes: 300,
-                expected_output_tokens: 30,
-                created_at: TimestampMillis::now(),
-                eval_reference_call: Some(e.call_json()),
-                eval_difficulty: Some(e.difficulty),
-            }
-        })
-        .collect()
+    netgpt_tests::requests(n, seed, &["S001"])
 }
 
 fn proposals(landed: &[Landed]) -> Vec<netgpt_core::records::EdgeProposal> {

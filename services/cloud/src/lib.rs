@@ -58,14 +58,15 @@ pub trait CloudBackend: Send + Sync {
     fn answer<'a>(&'a self, request: &'a netgpt_core::records::CloudRequest) -> futures::future::BoxFuture<'a, Result<CloudAnswer, CloudError>>;
 }
 
-#[cfg(test)]
-pub(crate) mod tests {
-    /// The compiled-in `[cloud]` defaults.
-    pub fn defaults() -> super::CloudConfig {
-        #[derive(serde::Deserialize)]
+impl CloudConfig {
+    /// The compiled-in `[cloud]` defaults (tests, benchmarks).
+    pub fn defaults() -> Self {
+        #[derive(Deserialize)]
         struct File {
-            cloud: super::CloudConfig,
+            cloud: CloudConfig,
         }
-        netgpt_core::config::defaults_of::<File>().unwrap().cloud
+        // The defaults file is compiled in and parsed by the tests: a failure is a build defect.
+        #[allow(clippy::expect_used)]
+        netgpt_core::config::defaults_of::<File>().expect("the default cloud settings parse").cloud
     }
 }

@@ -271,7 +271,7 @@ mod tests {
     }
 
     fn cfg(base_url: String) -> OpenAiConfig {
-        let mut c = crate::tests::defaults().openai;
+        let mut c = crate::CloudConfig::defaults().openai;
         c.base_url = base_url;
         c.api_key_env = String::new();
         c.timeout_ms = 300;

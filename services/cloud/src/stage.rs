@@ -186,7 +186,7 @@ mod tests {
     }
 
     fn simulated(accuracy: f64, failure_rate: f64) -> SimulatedCloud {
-        let mut cfg = crate::tests::defaults().simulated;
+        let mut cfg = crate::CloudConfig::defaults().simulated;
         cfg.accuracy = accuracy;
         cfg.failure_rate = failure_rate;
         SimulatedCloud::new(cfg, RouterSettings::defaults().cost)

@@ -184,16 +184,28 @@ pub fn group_consumer(cfg: &KafkaConfig, group_id: &str, stage: &str, metrics: A
 }
 
 /// Closes a consumer deliberately: commit what is stored, leave the group, and
-/// drop it on a blocking thread bounded by `timeout` — librdkafka's destroy can
-/// block forever while it still holds prefetched messages.
+/// drop it — all on a blocking thread bounded by `timeout`: a synchronous
+/// commit waits for the group coordinator without limit when the broker is
+/// gone, and librdkafka's destroy can block while it holds prefetched messages.
 pub async fn close_consumer<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>, timeout: Duration) {
-    if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
-        tracing::debug!(error = %e, "final commit (nothing stored is normal)");
-    }
-    consumer.unsubscribe();
-    let closing = tokio::task::spawn_blocking(move || drop(consumer));
+    close(consumer, timeout, true).await
+}
+
+/// Closes a read-only consumer (from [`reader`]): nothing to commit.
+pub async fn close_reader<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>, timeout: Duration) {
+    close(consumer, timeout, false).await
+}
+
+async fn close<C: ConsumerContext + 'static>(consumer: StreamConsumer<C>, timeout: Duration, commit: bool) {
+    let closing = tokio::task::spawn_blocking(move || {
+        if commit && let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(error = %e, "final commit (nothing stored is normal)");
+        }
+        consumer.unsubscribe();
+        drop(consumer);
+    });
     if tokio::time::timeout(timeout, closing).await.is_err() {
-        tracing::warn!(?timeout, "consumer close timed out; abandoning it (its offsets were already committed)");
+        tracing::warn!(?timeout, "consumer close timed out; abandoning it (offsets stored before were committed by auto-commit)");
     }
 }
 
@@ -284,6 +296,6 @@ pub async fn latest_per_key<R: crate::records::Record>(cfg: &KafkaConfig, topic:
             }
         }
     }
-    close_consumer(consumer, Duration::from_millis(cfg.close_timeout_ms)).await;
+    close_reader(consumer, Duration::from_millis(cfg.close_timeout_ms)).await;
     Ok(latest.into_values().collect())
 }

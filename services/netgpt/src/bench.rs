@@ -38,6 +38,13 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Router decisions per second on one core, per policy: scorer, fallback
+    /// cost and policy (the pure path), then the whole stage step that also
+    /// builds the decision and answer records.
+    Router {
+        #[arg(long, default_value_t = 100_000)]
+        decisions: usize,
+    },
     /// Raw produce and consume throughput against the broker (the local one
     /// when no cluster is configured).
     Broker {
@@ -58,6 +65,7 @@ pub async fn run(app: &crate::AppConfig, which: BenchCommand) -> anyhow::Result<
             tokio::task::spawn_blocking(move || edge(&dir, requests, threads)).await?
         }
         BenchCommand::Codec { records } => codec(records),
+        BenchCommand::Router { decisions } => router(app, decisions),
         BenchCommand::Broker { messages, size, partitions } => broker(config.clone(), messages, size, partitions).await,
     }
 }
@@ -167,7 +175,7 @@ async fn broker(mut config: Config, messages: usize, size: usize, partitions: i3
         }
     }
     let consume = t.elapsed();
-    netgpt_core::bus::close_consumer(consumer, Duration::from_secs(5)).await;
+    netgpt_core::bus::close_reader(consumer, Duration::from_secs(5)).await;
     if let Some(b) = local {
         b.stop().await;
     }
@@ -299,5 +307,62 @@ fn edge(dir: &std::path::Path, n: usize, threads: usize) -> anyhow::Result<()> {
     println!("edge inference, {} held-out requests, model {} ({} layers, d={})", n, dir.display(), agent.model.config.n_layers, agent.model.config.d_model);
     println!("latency, one request at a time: p50 {:.2} ms, p95 {:.2} ms, max {:.2} ms", p50, p95, lat[lat.len() - 1]);
     println!("throughput with {threads} threads: {:.0} proposals/s", rate(n, elapsed));
+    Ok(())
+}
+
+fn router(app: &crate::AppConfig, n: usize) -> anyhow::Result<()> {
+    use netgpt_router::bundle::{RouterBundle, load_proposals};
+    use netgpt_router::fit::{sample_states, simulate_samples};
+    use netgpt_router::policy::POLICY_NAMES;
+    use netgpt_router::scorer::ProposalFeatures;
+
+    let dir = &app.router.router.bundle_dir;
+    let bundle = RouterBundle::load(dir)?;
+    let proposals = load_proposals(dir)?;
+    let schedules: Vec<String> = app.router.cost.price_schedules.iter().map(|s| s.id.clone()).collect();
+    let states = sample_states(1024, 7, &app.router.network.regimes, &app.router.network.trace, &schedules);
+    let per = n.div_ceil(proposals.len().max(1));
+    let mut samples = simulate_samples(&proposals, &bundle.scorer, &states, per, &app.router.cost, 0.97, 7);
+    samples.truncate(n);
+    let features: Vec<ProposalFeatures> = proposals.iter().cycle().take(samples.len()).map(|p| p.features).collect();
+    println!("router decisions, {} requests (bundle {}), one core", samples.len(), bundle.version);
+    println!("{:<12} {:>16} {:>12}", "policy", "decisions/s", "ns/decision");
+    for name in POLICY_NAMES {
+        let policy = bundle.policy(name)?.build()?;
+        let t = timed(|| {
+            for (s, f) in samples.iter().zip(&features) {
+                let score = bundle.scorer.score(f);
+                let cost = app.router.cost.fallback_cost(&s.state, &s.shape, 0);
+                let mut input = s.input();
+                input.score = score;
+                input.cost = &cost;
+                black_box(policy.decide(&input));
+            }
+        });
+        println!("{:<12} {:>16.0} {:>12.0}", name, rate(samples.len(), t), t.as_nanos() as f64 / samples.len() as f64);
+    }
+    // The whole stage step: site lookup, decision record, answer or cloud request.
+    let sites = netgpt_router::stage::SiteTable::default();
+    let mut stage = netgpt_router::stage::RouterStage::load(app.router.clone(), sites.clone())?;
+    let mut rng = StdRng::seed_from_u64(3);
+    let proposals_recs: Vec<_> = (0..samples.len().min(50_000)).map(|_| samples::edge_proposal(&mut rng)).collect();
+    for p in &proposals_recs {
+        sites.update(&netgpt_core::records::SiteTelemetry {
+            site_id: p.request.site_id.clone(),
+            uplink_mbps: 20.0,
+            downlink_mbps: 40.0,
+            rtt_ms: 80.0,
+            loss_rate: 0.0,
+            price_schedule_id: "flat".into(),
+            link_regime: None,
+            observed_at: p.proposed_at,
+        });
+    }
+    let t = timed(|| {
+        for p in &proposals_recs {
+            black_box(stage.route(p.clone()));
+        }
+    });
+    println!("{:<12} {:>16.0} {:>12.0}   (RouterStage::route with {}, records built, idempotence cache)", "stage step", rate(proposals_recs.len(), t), t.as_nanos() as f64 / proposals_recs.len() as f64, app.router.router.policy);
     Ok(())
 }

@@ -56,6 +56,6 @@ pub async fn run(config: &Config, args: TailArgs) -> anyhow::Result<()> {
         println!("{line}");
         n += 1;
     }
-    netgpt_core::bus::close_consumer(consumer, Duration::from_millis(config.kafka.close_timeout_ms)).await;
+    netgpt_core::bus::close_reader(consumer, Duration::from_millis(config.kafka.close_timeout_ms)).await;
     Ok(())
 }

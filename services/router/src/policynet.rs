@@ -143,7 +143,7 @@ impl PolicyNet {
         let score = col(&|s| s.score)?;
         let gain_cloud = col(&|s| s.weight * (s.q_cloud - s.cost.delta))?;
         let gain_edge = col(&|s| s.weight * s.q_edge)?;
-        let mut opt = AdamW::new(vars.iter().cloned().collect(), ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() })?;
+        let mut opt = AdamW::new(vars.to_vec(), ParamsAdamW { lr: cfg.learning_rate, weight_decay: 0.0, ..Default::default() })?;
         for _ in 0..cfg.epochs {
             let layers = [(vars[0].as_tensor().clone(), vars[1].as_tensor().clone()), (vars[2].as_tensor().clone(), vars[3].as_tensor().clone()), (vars[4].as_tensor().clone(), vars[5].as_tensor().clone())];
             let tau = mlp(&x, &layers)?;

@@ -110,14 +110,14 @@ impl Scorer {
             for (zi, (_, y)) in z.iter().zip(train) {
                 let p = sigmoid(s.bias + zi.iter().zip(&s.weights).map(|(a, b)| a * b).sum::<f64>());
                 let e = p - f64::from(u8::from(*y));
-                for i in 0..n {
-                    gw[i] += e * zi[i];
+                for (g, x) in gw.iter_mut().zip(zi) {
+                    *g += e * x;
                 }
                 gb += e;
             }
             let m = train.len().max(1) as f64;
-            for i in 0..n {
-                s.weights[i] -= lr * (gw[i] / m + l2 * s.weights[i]);
+            for (w, g) in s.weights.iter_mut().zip(&gw) {
+                *w -= lr * (g / m + l2 * *w);
             }
             s.bias -= lr * gb / m;
         }

@@ -420,7 +420,7 @@ pub async fn follow_telemetry(kafka: KafkaConfig, table: SiteTable, lookback: i6
             }
         }
     }
-    netgpt_core::bus::close_consumer(consumer, Duration::from_millis(kafka.close_timeout_ms)).await;
+    netgpt_core::bus::close_reader(consumer, Duration::from_millis(kafka.close_timeout_ms)).await;
     Ok(read)
 }
 
