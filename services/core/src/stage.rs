@@ -279,30 +279,47 @@ async fn produce(
         }
         Err((kind, reason)) => {
             tracing::warn!(stage, %topic, partition, offset, %kind, %reason, "dead-lettering record");
-            let dl = DeadLetter {
-                id: uuid::Uuid::new_v4(),
-                stage: stage.to_string(),
-                source_topic: topic.clone(),
-                source_partition: partition,
-                source_offset: offset,
-                source_key: key.map(|k| Bytes(k.to_vec())),
-                payload: Bytes(payload.to_vec()),
-                error_kind: kind,
-                error: reason.clone(),
-                failed_at: TimestampMillis::now(),
-            };
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "netgpt.source.topic", value: Some(topic.as_bytes()) })
-                .insert(Header { key: "netgpt.source.partition", value: Some(partition.to_string().as_bytes()) })
-                .insert(Header { key: "netgpt.source.offset", value: Some(offset.to_string().as_bytes()) })
-                .insert(Header { key: "netgpt.error", value: Some(reason.as_bytes()) });
+            let (dl, headers) = dead_letter(stage, &topic, partition, offset, key, payload, kind, reason);
             let d = producer.send_bytes(DEAD_LETTER, key.unwrap_or_default(), &dl.to_bytes(), Some(headers)).await;
             Pending { topic, partition, offset, started, outputs: vec![(DEAD_LETTER.to_string(), d)], dead_letter: true }
         }
     }
 }
 
-fn dead_letter_kind(e: &DecodeError) -> (DeadLetterKind, String) {
+/// The dead letter for an input record, with the reason and source also in headers.
+#[allow(clippy::too_many_arguments)] // one call per field of the record's origin
+pub fn dead_letter(
+    stage: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    kind: DeadLetterKind,
+    reason: String,
+) -> (DeadLetter, OwnedHeaders) {
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "netgpt.source.topic", value: Some(topic.as_bytes()) })
+        .insert(Header { key: "netgpt.source.partition", value: Some(partition.to_string().as_bytes()) })
+        .insert(Header { key: "netgpt.source.offset", value: Some(offset.to_string().as_bytes()) })
+        .insert(Header { key: "netgpt.error", value: Some(reason.as_bytes()) });
+    let dl = DeadLetter {
+        id: uuid::Uuid::new_v4(),
+        stage: stage.to_string(),
+        source_topic: topic.to_string(),
+        source_partition: partition,
+        source_offset: offset,
+        source_key: key.map(|k| Bytes(k.to_vec())),
+        payload: Bytes(payload.to_vec()),
+        error_kind: kind,
+        error: reason,
+        failed_at: TimestampMillis::now(),
+    };
+    (dl, headers)
+}
+
+/// The dead-letter class and reason of a decoding failure.
+pub fn dead_letter_kind(e: &DecodeError) -> (DeadLetterKind, String) {
     let kind = match e {
         DecodeError::UnknownSchema(_) => DeadLetterKind::UnknownSchema,
         DecodeError::UnexpectedRecord { .. } => DeadLetterKind::UnexpectedRecord,

@@ -131,6 +131,14 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     let follower_stop = CancellationToken::new();
     let (router, follower) = start_router(app, &follower_stop).await?;
     let cloud = CloudGateway::from_config(&app.cloud, app.router.cost.clone())?;
+    let lake = Arc::new(crate::logs::open_lake(app)?);
+    let archiver = netgpt_archive::archiver::Archiver::new(app.archive.clone(), lake.clone()).await?;
+    let archived = archiver.records_seen();
+    let archive_stop = CancellationToken::new();
+    let archive_task = {
+        let (kafka, group, metrics, stop) = (config.kafka.clone(), format!("{}.{}", config.kafka.group_prefix, netgpt_archive::archiver::STAGE), metrics.clone(), archive_stop.clone());
+        tokio::spawn(async move { archiver.run(&kafka, &group, metrics, stop).await })
+    };
     let cloud_name = cloud.backend_name().to_string();
     let state = Arc::new(Mutex::new(TallyState::default()));
     let stages = vec![
@@ -197,6 +205,15 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     }
     follower_stop.cancel();
     let telemetry_read = follower.await??;
+    // The archiver reads every topic: let it go idle, then stop it (it writes what it buffers).
+    let mut last = u64::MAX;
+    let idle_deadline = Instant::now() + Duration::from_secs(60);
+    while archived.load(std::sync::atomic::Ordering::Relaxed) != last && Instant::now() < idle_deadline {
+        last = archived.load(std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    archive_stop.cancel();
+    let archive = archive_task.await??;
     shutdown.cancel();
 
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -253,6 +270,16 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     }
     let missing = load.requests.saturating_sub(s.responses);
     writeln!(out, "decisions {}, final answers {}; requests without an answer: {missing}", s.decisions, s.responses)?;
+    writeln!(
+        out,
+        "archive: {} records read, {} written to {} Parquet files at {} ({} already archived, {} dead-lettered)",
+        archive.records_in, archive.records_written, archive.files_written, lake.base_url, archive.already_archived, archive.dead_lettered
+    )?;
+    let engine = netgpt_dataset::engine::LogEngine::open(&lake).await?;
+    let quality = netgpt_dataset::sql::ANALYTICS.iter().find(|(n, _)| *n == "quality_by_policy_and_model").map(|(_, q)| *q).unwrap_or_default();
+    writeln!(out, "SQL over the logs (sql/analytics/quality_by_policy_and_model.sql via DataFusion; includes earlier runs archived to the same lake):")?;
+    writeln!(out, "{}", netgpt_dataset::render(&engine.query(quality).await?, netgpt_dataset::OutputFormat::Table)?)?;
+    writeln!(out, "more: netgpt sql --file sql/analytics/cost_by_schedule.sql; netgpt dataset build")?;
     if missing > 0 {
         anyhow::bail!("{out}\n{missing} acknowledged requests got no final answer");
     }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 mod bench;
 mod demo;
 mod loadgen;
+mod logs;
 mod stats;
 mod tail;
 mod tally;
@@ -25,6 +26,7 @@ pub struct AppConfig {
     #[serde(flatten)]
     pub router: netgpt_router::RouterSettings,
     pub cloud: netgpt_cloud::CloudConfig,
+    pub archive: netgpt_archive::ArchiveConfig,
 }
 
 #[derive(Parser)]
@@ -70,6 +72,13 @@ enum Command {
     },
     /// Held-out accuracy of an edge model, optionally with schema-constrained decoding.
     EvalEdge(train::EvalEdgeArgs),
+    /// SQL over the offload logs (every archived topic is a table).
+    Sql(logs::SqlArgs),
+    /// Datasets built from the offload logs.
+    Dataset {
+        #[command(subcommand)]
+        action: logs::DatasetCommand,
+    },
     /// Print the effective configuration (defaults < --config < environment).
     Config,
 }
@@ -83,6 +92,8 @@ enum StageName {
     Router,
     /// The cloud gateway: cloud-requests → agent-responses.
     Cloud,
+    /// The archiver: every record topic → Parquet on the object store.
+    Archive,
 }
 
 /// Runs one stage until SIGINT/SIGTERM, with /metrics and /healthz.
@@ -108,6 +119,13 @@ async fn serve(app: &AppConfig, which: StageName) -> anyhow::Result<()> {
             let report = go(stage, config, metrics, shutdown).await?;
             follower.await??;
             report
+        }
+        StageName::Archive => {
+            let lake = std::sync::Arc::new(logs::open_lake(app)?);
+            let archiver = netgpt_archive::archiver::Archiver::new(app.archive.clone(), lake).await?;
+            let group = format!("{}.{}", config.kafka.group_prefix, netgpt_archive::archiver::STAGE);
+            let r = archiver.run(&config.kafka, &group, metrics, shutdown).await?;
+            RunReport { records_in: r.records_in, records_out: r.records_written, dead_lettered: r.dead_lettered }
         }
         StageName::Cloud => go(netgpt_cloud::stage::CloudGateway::from_config(&app.cloud, app.router.cost.clone())?, config, metrics, shutdown).await?,
     };
@@ -192,6 +210,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = app.edge.model_dir.clone();
             tokio::task::spawn_blocking(move || train::eval_edge(&dir, args)).await?
         }
+        Command::Sql(args) => logs::sql(&app, args).await,
+        Command::Dataset { action } => logs::dataset(&app, action).await,
         Command::Config => {
             println!("{}", toml::to_string_pretty(&app)?);
             Ok(())

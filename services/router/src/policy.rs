@@ -281,6 +281,22 @@ mod tests {
     }
 
     #[test]
+    fn routellm_decides_from_the_text_alone() {
+        let texts: Vec<(String, bool)> = (0..200).flat_map(|i| [(format!("show alarms at S{i:03}"), false), (format!("what on earth is up near S{i:03}"), true)]).collect();
+        let refs: Vec<(&str, bool)> = texts.iter().map(|(t, y)| (t.as_str(), *y)).collect();
+        let p = RouteLlm { classifier: TextClassifier::fit(&refs, 1 << 10, 200), cut: 0.5 };
+        let state = regimes().state(LinkRegime::Good, "flat");
+        let cost = cost_model().fallback_cost(&state, &shape(), 0);
+        let at = |prompt: &str, score: f64| p.decide(&DecisionInput { prompt, score, schema_valid: true, state: &state, shape: &shape(), cost: &cost });
+        for score in [0.0, 1.0] {
+            assert_eq!(at("show alarms at S999", score).placement, Placement::Edge, "the proposal's score is not consulted");
+            let v = at("what on earth is up near S999", score);
+            assert_eq!((v.placement, v.reason), (Placement::Cloud, DecisionReason::PreEdgeClassifier));
+            assert!(v.detail.unwrap().starts_with("p_fail="));
+        }
+    }
+
+    #[test]
     fn the_oracle_interpolates_its_table_and_specs_round_trip_through_json() {
         let o = Oracle { table: vec![(0.0, 0.9), (1.0, 0.0)] };
         assert!((o.tau(0.5) - 0.45).abs() < 1e-12);

@@ -1,0 +1,267 @@
+//! The archiver: a consumer group over the record topics that buffers records
+//! per topic partition, writes each buffer as one Parquet object (a contiguous
+//! offset range, in the Hive partition of its first record's hour), and only
+//! then stores the offset. Files roll by record count, bytes, age and hour.
+//!
+//! Exactly once per record: objects are named by partition and offset range
+//! and written atomically before any offset is committed; at start-up the
+//! archiver lists what is archived and skips records at or below the highest
+//! archived offset of their partition. So a crash re-reads records whose file
+//! was not written (they are archived once, later) and skips records whose
+//! file was written but whose offset was not committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use chrono::{TimeZone, Utc};
+use netgpt_core::AnyRecord;
+use netgpt_core::bus::{Delivery, Producer, close_consumer, group_consumer};
+use netgpt_core::config::KafkaConfig;
+use netgpt_core::metrics::{Metrics, StageLabels, TopicLabels};
+use netgpt_core::records::Record;
+use netgpt_core::stage::{dead_letter, dead_letter_kind};
+use netgpt_core::topics::DEAD_LETTER;
+use object_store::ObjectStoreExt;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use rdkafka::Message;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::ArchiveConfig;
+use crate::schema::{Origin, arrow_schema, batch, record_of_topic, row, table_name};
+use crate::store::{Lake, ObjectName};
+
+pub const STAGE: &str = "archive";
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ArchiveReport {
+    pub records_in: u64,
+    pub records_written: u64,
+    pub files_written: u64,
+    /// Re-delivered records that were already in an archived object.
+    pub already_archived: u64,
+    pub dead_lettered: u64,
+}
+
+struct Table {
+    name: String,
+    schema: SchemaRef,
+}
+
+/// Records of one topic partition waiting to be written.
+struct Buffer {
+    rows: Vec<(serde_json::Map<String, Value>, Origin)>,
+    bytes: usize,
+    opened: Instant,
+    hour: i64,
+    /// Dead letters of this partition's undecodable records, acknowledged before the offset moves.
+    dead_letters: Vec<Delivery>,
+    last_offset: i64,
+}
+
+pub struct Archiver {
+    cfg: ArchiveConfig,
+    lake: Arc<Lake>,
+    tables: HashMap<String, Table>,
+    archived: HashMap<(String, i32), i64>,
+    buffers: HashMap<(String, i32), Buffer>,
+    report: ArchiveReport,
+    seen: Arc<std::sync::atomic::AtomicU64>,
+}
+
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(3_600_000)
+}
+
+impl Archiver {
+    /// Prepares the tables of `cfg.topics` (default: every declared topic)
+    /// and reads what is archived already.
+    pub async fn new(cfg: ArchiveConfig, lake: Arc<Lake>) -> anyhow::Result<Self> {
+        let topics = if cfg.topics.is_empty() { netgpt_core::topics::declared()?.into_iter().map(|t| t.name).collect() } else { cfg.topics.clone() };
+        let mut tables = HashMap::new();
+        let mut archived = HashMap::new();
+        for topic in topics {
+            let record = record_of_topic(&topic)?;
+            let table = Table { name: table_name(&topic), schema: arrow_schema(&record)? };
+            for (partition, last) in lake.archived_offsets(&table.name).await? {
+                archived.insert((topic.clone(), partition), last);
+            }
+            tables.insert(topic, table);
+        }
+        Ok(Self { cfg, lake, tables, archived, buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default() })
+    }
+
+    /// Records read so far, readable while the archiver runs.
+    pub fn records_seen(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.seen.clone()
+    }
+
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.tables.keys().cloned().collect();
+        t.sort();
+        t
+    }
+
+    /// Consumes until `shutdown`, then writes what is buffered and commits.
+    pub async fn run(mut self, kafka: &KafkaConfig, group: &str, metrics: Arc<Metrics>, shutdown: CancellationToken) -> anyhow::Result<ArchiveReport> {
+        let producer = Producer::new(kafka)?;
+        let consumer = group_consumer(kafka, group, STAGE, metrics.clone())?;
+        let topics = self.topics();
+        consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
+        tracing::info!(?topics, lake = %self.lake.base_url, "archiver started");
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut failure = None;
+        loop {
+            let result = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.flush_aged(&consumer).await,
+                msg = consumer.recv() => match msg {
+                    Ok(m) => self.take(&m, &producer, &consumer, &metrics).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "archiver consumer error");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
+                failure = Some(e);
+                break;
+            }
+        }
+        if failure.is_none() {
+            let keys: Vec<(String, i32)> = self.buffers.keys().cloned().collect();
+            for k in keys {
+                if let Err(e) = self.flush(&k, &consumer).await {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        close_consumer(consumer, Duration::from_millis(kafka.close_timeout_ms)).await;
+        tracing::info!(report = ?self.report, "archiver stopped");
+        match failure {
+            Some(e) => {
+                metrics.set_healthy(false);
+                Err(e)
+            }
+            None => Ok(self.report),
+        }
+    }
+
+    async fn take(&mut self, m: &BorrowedMessage<'_>, producer: &Producer, consumer: &netgpt_core::bus::StageConsumer, metrics: &Metrics) -> anyhow::Result<()> {
+        self.report.records_in += 1;
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let topic = m.topic().to_string();
+        metrics.records_in.get_or_create(&TopicLabels { stage: STAGE.into(), topic: topic.clone() }).inc();
+        let key = (topic.clone(), m.partition());
+        if self.archived.get(&key).is_some_and(|&last| m.offset() <= last) {
+            // Written before a crash, committed or not: durable already.
+            self.report.already_archived += 1;
+            if !self.buffers.contains_key(&key) {
+                let _ = consumer.store_offset(&topic, m.partition(), m.offset());
+            }
+            return Ok(());
+        }
+        let payload = m.payload().unwrap_or_default();
+        let timestamp_ms = m.timestamp().to_millis().unwrap_or_else(|| netgpt_core::avro::TimestampMillis::now().0);
+        let origin = Origin { partition: m.partition(), offset: m.offset(), timestamp_ms };
+        let decoded = AnyRecord::from_bytes(payload).map_err(|e| dead_letter_kind(&e)).and_then(|r| {
+            let expected = self.tables.get(&topic).map(|t| t.schema.clone());
+            match (expected, r.record_name()) {
+                (Some(_), name) if record_of_topic(&topic).is_ok_and(|want| want == name) => Ok(r),
+                (_, name) => Err((netgpt_core::records::DeadLetterKind::UnexpectedRecord, format!("{name} does not belong on {topic}"))),
+            }
+        });
+        // A new hour starts a new file (the Hive partition is the first record's hour).
+        if self.buffers.get(&key).is_some_and(|b| !b.rows.is_empty() && b.hour != hour_of(timestamp_ms)) {
+            self.flush(&key, consumer).await?;
+        }
+        let buffer = self.buffers.entry(key.clone()).or_insert_with(|| Buffer {
+            rows: Vec::new(),
+            bytes: 0,
+            opened: Instant::now(),
+            hour: hour_of(timestamp_ms),
+            dead_letters: Vec::new(),
+            last_offset: m.offset(),
+        });
+        buffer.last_offset = m.offset();
+        match decoded {
+            Ok(record) => {
+                if buffer.rows.is_empty() {
+                    buffer.hour = hour_of(timestamp_ms);
+                }
+                buffer.rows.push((row(&record)?, origin));
+                buffer.bytes += payload.len();
+            }
+            Err((kind, reason)) => {
+                tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), %kind, %reason, "dead-lettering record");
+                let (dl, headers) = dead_letter(STAGE, &topic, m.partition(), m.offset(), m.key(), payload, kind, reason);
+                buffer.dead_letters.push(producer.send_bytes(DEAD_LETTER, m.key().unwrap_or_default(), &dl.to_bytes(), Some(headers)).await);
+                self.report.dead_lettered += 1;
+                metrics.dead_lettered.get_or_create(&StageLabels { stage: STAGE.into() }).inc();
+            }
+        }
+        if buffer.rows.len() >= self.cfg.max_records_per_file || buffer.bytes >= self.cfg.max_bytes_per_file {
+            self.flush(&key, consumer).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_aged(&mut self, consumer: &netgpt_core::bus::StageConsumer) -> anyhow::Result<()> {
+        let max_age = Duration::from_millis(self.cfg.max_file_age_ms);
+        let aged: Vec<(String, i32)> = self.buffers.iter().filter(|(_, b)| b.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
+        for k in aged {
+            self.flush(&k, consumer).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one buffer as one object, then stores its last offset.
+    async fn flush(&mut self, key: &(String, i32), consumer: &netgpt_core::bus::StageConsumer) -> anyhow::Result<()> {
+        let Some(buffer) = self.buffers.remove(key) else { return Ok(()) };
+        let (topic, partition) = key;
+        // A partition revoked meanwhile is its new owner's to archive.
+        let owned = consumer.assignment().map(|a| a.find_partition(topic, *partition).is_some()).unwrap_or(false);
+        if !owned {
+            tracing::info!(%topic, partition, records = buffer.rows.len(), "partition no longer assigned; dropping its buffer");
+            return Ok(());
+        }
+        if let (Some((_, first)), Some((_, last))) = (buffer.rows.first(), buffer.rows.last()) {
+            let table = self.tables.get(topic).ok_or_else(|| anyhow::anyhow!("no table for {topic}"))?;
+            let name = ObjectName { partition: *partition, first_offset: first.offset, last_offset: last.offset };
+            let at = Utc.timestamp_millis_opt(first.timestamp_ms).single().unwrap_or_else(Utc::now);
+            let path = self.lake.object_path(&table.name, &at.format("%Y-%m-%d").to_string(), at.format("%H").to_string().parse().unwrap_or(0), &name);
+            let bytes = parquet_bytes(&table.schema, &buffer.rows)?;
+            self.lake.store.put(&path, bytes.into()).await.map_err(|e| anyhow::anyhow!("writing {path}: {e}"))?;
+            self.archived.insert(key.clone(), last.offset);
+            self.report.files_written += 1;
+            self.report.records_written += buffer.rows.len() as u64;
+            tracing::debug!(%path, records = buffer.rows.len(), "archived");
+        }
+        for d in buffer.dead_letters {
+            d.await.map_err(|e| anyhow::anyhow!("dead letter for {topic}[{partition}] not delivered: {e}"))?;
+        }
+        consumer.store_offset(topic, *partition, buffer.last_offset).map_err(|e| anyhow::anyhow!("storing the offset of {topic}[{partition}]: {e}"))?;
+        Ok(())
+    }
+}
+
+/// One Parquet file (Snappy, one row group per 64k rows) from rows.
+pub fn parquet_bytes(schema: &SchemaRef, rows: &[(serde_json::Map<String, Value>, Origin)]) -> anyhow::Result<bytes::Bytes> {
+    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(65_536)).build();
+    let mut out = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut out, schema.clone(), Some(props))?;
+    for chunk in rows.chunks(65_536) {
+        w.write(&batch(schema, chunk)?)?;
+    }
+    w.close()?;
+    Ok(bytes::Bytes::from(out))
+}

@@ -1,0 +1,130 @@
+//! The lake: an object store opened from a URL, table and object paths, and
+//! what is already archived.
+//!
+//! Object names carry the Kafka partition and the offset range of the records
+//! inside: `TABLE/date=YYYY-MM-DD/hour=HH/part-p0002-o00000000000000001000-o00000000000000001999.parquet`.
+//! Objects are written whole (object_store puts are atomic), and offsets are
+//! committed only afterwards, so at start-up the highest offset named per
+//! table and partition says exactly which records are already durable.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+pub struct Lake {
+    pub store: Arc<dyn ObjectStore>,
+    /// Prefix of every table inside the store.
+    pub root: Path,
+    /// The store's base URL (`file:///abs/dir`, `s3://bucket`, ...), for query engines.
+    pub base_url: url::Url,
+}
+
+/// An archived object's place in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectName {
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl ObjectName {
+    pub fn file_name(&self) -> String {
+        format!("part-p{:04}-o{:020}-o{:020}.parquet", self.partition, self.first_offset, self.last_offset)
+    }
+
+    pub fn parse(file_name: &str) -> Option<Self> {
+        let rest = file_name.strip_prefix("part-p")?.strip_suffix(".parquet")?;
+        let mut parts = rest.split("-o");
+        let partition = parts.next()?.parse().ok()?;
+        let first_offset = parts.next()?.parse().ok()?;
+        let last_offset = parts.next()?.parse().ok()?;
+        parts.next().is_none().then_some(Self { partition, first_offset, last_offset })
+    }
+}
+
+impl Lake {
+    /// Opens `url`: a plain path (created if missing) or any URL object_store
+    /// understands, with `options` for its scheme.
+    pub fn open(url: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Self> {
+        if !url.contains("://") || url.starts_with("file://") {
+            let dir = std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating the lake folder {}: {e}", dir.display()))?;
+            let dir = dir.canonicalize()?;
+            // An unprefixed local store with absolute paths, the way query engines
+            // see `file://` URLs, so the same store serves the archiver and DataFusion.
+            let root = Path::from_absolute_path(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            let base_url = url::Url::parse("file:///")?;
+            return Ok(Self { store: Arc::new(LocalFileSystem::new()), root, base_url });
+        }
+        let parsed = url::Url::parse(url).map_err(|e| anyhow::anyhow!("archive URL {url}: {e}"))?;
+        let (store, root) = object_store::parse_url_opts(&parsed, options.iter()).map_err(|e| anyhow::anyhow!("opening {url}: {e}"))?;
+        let mut base_url = parsed.clone();
+        base_url.set_path("/");
+        Ok(Self { store: Arc::from(store), root, base_url })
+    }
+
+    pub fn table_path(&self, table: &str) -> Path {
+        self.root.clone().join(table)
+    }
+
+    /// The URL of a table's folder, as query engines take it.
+    pub fn table_url(&self, table: &str) -> String {
+        // base_url ends with '/', the root has none at either end.
+        let root = self.root.as_ref();
+        if root.is_empty() { format!("{}{table}/", self.base_url) } else { format!("{}{root}/{table}/", self.base_url) }
+    }
+
+    pub fn object_path(&self, table: &str, date: &str, hour: u32, name: &ObjectName) -> Path {
+        self.table_path(table).join(format!("date={date}").as_str()).join(format!("hour={hour:02}").as_str()).join(name.file_name().as_str())
+    }
+
+    /// Every archived object of `table`.
+    pub async fn objects(&self, table: &str) -> anyhow::Result<Vec<(Path, ObjectName)>> {
+        let prefix = self.table_path(table);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        Ok(metas.into_iter().filter_map(|m| ObjectName::parse(m.location.filename()?).map(|n| (m.location, n))).collect())
+    }
+
+    /// Highest archived offset per partition of `table`.
+    pub async fn archived_offsets(&self, table: &str) -> anyhow::Result<HashMap<i32, i64>> {
+        let mut out: HashMap<i32, i64> = HashMap::new();
+        for (_, n) in self.objects(table).await? {
+            let e = out.entry(n.partition).or_insert(n.last_offset);
+            *e = (*e).max(n.last_offset);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::ObjectStoreExt;
+
+    #[test]
+    fn object_names_round_trip_and_sort_by_offset() {
+        let n = ObjectName { partition: 2, first_offset: 1000, last_offset: 1999 };
+        assert_eq!(ObjectName::parse(&n.file_name()), Some(n));
+        assert!(ObjectName::parse("part-p2-o1.parquet").is_none());
+        assert!(ObjectName::parse("notes.txt").is_none());
+        let later = ObjectName { partition: 2, first_offset: 2000, last_offset: 2999 };
+        assert!(n.file_name() < later.file_name());
+    }
+
+    #[tokio::test]
+    async fn a_local_lake_lists_what_was_put() {
+        let dir = std::env::temp_dir().join(format!("netgpt-lake-{}", uuid::Uuid::new_v4()));
+        let lake = Lake::open(dir.to_str().unwrap(), &BTreeMap::new()).unwrap();
+        for (first, last) in [(0, 9), (10, 19)] {
+            let name = ObjectName { partition: 1, first_offset: first, last_offset: last };
+            lake.store.put(&lake.object_path("t", "2026-12-04", 7, &name), bytes::Bytes::from_static(b"x").into()).await.unwrap();
+        }
+        assert_eq!(lake.archived_offsets("t").await.unwrap(), HashMap::from([(1, 19)]));
+        assert!(lake.table_url("t").starts_with("file:///") && lake.table_url("t").ends_with("/t/"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

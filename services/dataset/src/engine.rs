@@ -1,0 +1,83 @@
+//! A DataFusion session over the lake.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::ListingOptions;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::prelude::SessionContext;
+use netgpt_archive::schema::{arrow_schema, table_name};
+use netgpt_archive::store::Lake;
+
+pub struct LogEngine {
+    pub ctx: SessionContext,
+    pub tables: Vec<String>,
+}
+
+/// Are two JSON documents the same tool call? Object keys in any order,
+/// numbers compared as numbers (the edge writes arguments in catalog order,
+/// other writers sort keys). NULL when either side is NULL or not JSON.
+pub fn json_same_udf() -> ScalarUDF {
+    create_udf(
+        "json_same",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Boolean,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let cast = |a: &ArrayRef| arrow::compute::cast(a, &DataType::Utf8);
+            let (a, b) = (cast(&arrays[0])?, cast(&arrays[1])?);
+            let (a, b) = (
+                a.as_any().downcast_ref::<StringArray>().ok_or_else(|| datafusion::error::DataFusionError::Internal("json_same: not strings".into()))?,
+                b.as_any().downcast_ref::<StringArray>().ok_or_else(|| datafusion::error::DataFusionError::Internal("json_same: not strings".into()))?,
+            );
+            let out: BooleanArray = a
+                .iter()
+                .zip(b.iter())
+                .map(|(x, y)| {
+                    let (x, y) = (x?, y?);
+                    let (x, y): (serde_json::Value, serde_json::Value) = (serde_json::from_str(x).ok()?, serde_json::from_str(y).ok()?);
+                    Some(same_json(&x, &y))
+                })
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    )
+}
+
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w))),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w)),
+        _ => a == b,
+    }
+}
+
+impl LogEngine {
+    /// Every declared topic as a table named after it (`tool_requests`, ...).
+    pub async fn open(lake: &Lake) -> anyhow::Result<Self> {
+        let ctx = SessionContext::new();
+        ctx.register_object_store(&lake.base_url, lake.store.clone());
+        ctx.register_udf(json_same_udf());
+        let mut tables = Vec::new();
+        for topic in netgpt_core::topics::declared()? {
+            let name = table_name(&topic.name);
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![("date".to_string(), DataType::Utf8), ("hour".to_string(), DataType::Utf8)]);
+            ctx.register_listing_table(name.as_str(), lake.table_url(&name), options, Some(arrow_schema(&topic.record)?), None).await?;
+            tables.push(name);
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// Runs one statement; errors carry DataFusion's message.
+    pub async fn query(&self, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+        let df = self.ctx.sql(sql).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        df.collect().await.map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
