@@ -67,6 +67,11 @@ impl Lake {
         Ok(Self { store: Arc::from(store), root, base_url })
     }
 
+    /// Where the lake is, for people: the base URL and root.
+    pub fn location(&self) -> String {
+        format!("{}{}", self.base_url, self.root)
+    }
+
     pub fn table_path(&self, table: &str) -> Path {
         self.root.clone().join(table)
     }

@@ -273,7 +273,7 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     writeln!(
         out,
         "archive: {} records read, {} written to {} Parquet files at {} ({} already archived, {} dead-lettered)",
-        archive.records_in, archive.records_written, archive.files_written, lake.base_url, archive.already_archived, archive.dead_lettered
+        archive.records_in, archive.records_written, archive.files_written, lake.location(), archive.already_archived, archive.dead_lettered
     )?;
     let engine = netgpt_dataset::engine::LogEngine::open(&lake).await?;
     let quality = netgpt_dataset::sql::ANALYTICS.iter().find(|(n, _)| *n == "quality_by_policy_and_model").map(|(_, q)| *q).unwrap_or_default();

@@ -70,7 +70,7 @@ pub async fn dataset(app: &AppConfig, cmd: DatasetCommand) -> anyhow::Result<()>
             let engine = LogEngine::open(&lake).await?;
             let started = std::time::Instant::now();
             let m = netgpt_dataset::build::build(&engine, &lake, netgpt_dataset::sql::DATASETS, version, true).await?;
-            println!("datasets {} from the logs at {} ({:.1} s):", m.version, lake.base_url, started.elapsed().as_secs_f64());
+            println!("datasets {} from the logs at {} ({:.1} s):", m.version, lake.location(), started.elapsed().as_secs_f64());
             for (name, d) in &m.datasets {
                 println!("  {name:<18} {:>9} rows  {}", d.rows, d.url);
             }
