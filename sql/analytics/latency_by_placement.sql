@@ -1,8 +1,4 @@
 -- Request-to-answer latency percentiles by where the answer came from.
-WITH answers AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM agent_responses
-)
 SELECT
     origin,
     network_down_fallback,
@@ -11,6 +7,5 @@ SELECT
     round(approx_percentile_cont(latency_ms, 0.95), 1) AS p95_ms,
     round(max(latency_ms), 1) AS max_ms
 FROM answers
-WHERE copy = 1
 GROUP BY origin, network_down_fallback
 ORDER BY origin, network_down_fallback

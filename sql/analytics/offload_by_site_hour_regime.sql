@@ -1,9 +1,5 @@
 -- Offload rate by site, hour and link regime. The regime is read off the RTT
 -- the decision used (the GOOD / MID / BAD presets are 20 / 80 / 300 ms).
-WITH decisions AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM routing_decisions
-)
 SELECT
     site_id,
     date,
@@ -13,6 +9,5 @@ SELECT
     sum(CASE WHEN placement = 'CLOUD' THEN 1 ELSE 0 END) AS to_cloud,
     round(avg(CASE WHEN placement = 'CLOUD' THEN 1.0 ELSE 0.0 END), 4) AS offload_rate
 FROM decisions
-WHERE copy = 1
 GROUP BY site_id, date, hour, regime
 ORDER BY site_id, date, hour, regime

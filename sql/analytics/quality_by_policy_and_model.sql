@@ -1,18 +1,6 @@
 -- Schema-valid and task-success rates of final answers by policy and edge
 -- model version. Task success needs the request's evaluation reference, which
 -- only synthetic (loadgen) requests carry; it is NULL for real traffic.
-WITH decisions AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM routing_decisions
-),
-answers AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM agent_responses
-),
-requests AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM tool_requests
-)
 SELECT
     d.policy_name,
     d.model_version,
@@ -21,8 +9,7 @@ SELECT
     round(avg(CASE WHEN a.schema_valid THEN 1.0 ELSE 0.0 END), 4) AS schema_valid_rate,
     round(avg(CASE WHEN r.eval_reference_call IS NULL THEN NULL WHEN json_same(a.tool_call_json, r.eval_reference_call) THEN 1.0 ELSE 0.0 END), 4) AS task_success_rate
 FROM decisions d
-JOIN answers a ON a.request_id = d.request_id AND a.copy = 1
-LEFT JOIN requests r ON r.request_id = d.request_id AND r.copy = 1
-WHERE d.copy = 1
+JOIN answers a ON a.request_id = d.request_id
+LEFT JOIN requests r ON r.request_id = d.request_id
 GROUP BY d.policy_name, d.model_version
 ORDER BY d.policy_name, d.model_version

@@ -1,13 +1,5 @@
 -- Preference pairs: for cloud-answered requests where the edge proposed a
 -- different call, the cloud's call is chosen and the edge's rejected.
-WITH answers AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM agent_responses
-),
-proposals AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM edge_proposals
-)
 SELECT
     a.request_id,
     p.request_prompt AS prompt,
@@ -18,7 +10,7 @@ SELECT
     p.model_version AS edge_model_version,
     a.model_version AS cloud_model
 FROM answers a
-JOIN proposals p ON p.request_request_id = a.request_id AND p.copy = 1
-WHERE a.copy = 1 AND a.origin = 'CLOUD' AND NOT a.network_down_fallback AND a.schema_valid
+JOIN proposals p ON p.request_request_id = a.request_id
+WHERE a.origin = 'CLOUD' AND NOT a.network_down_fallback AND a.schema_valid
   AND NOT COALESCE(json_same(a.tool_call_json, p.call_json), false)
 ORDER BY a.request_id

@@ -2,18 +2,6 @@
 -- score, threshold), what it did (placement, reason, propensity) and what it
 -- cost (price, latency). edge_correct is known only where the cloud answered:
 -- the edge call agreeing with the cloud's. One row per request.
-WITH decisions AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM routing_decisions
-),
-proposals AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM edge_proposals
-),
-answers AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM agent_responses
-)
 SELECT
     d.request_id,
     d.site_id,
@@ -49,7 +37,6 @@ SELECT
     CASE WHEN a.origin = 'CLOUD' THEN json_same(a.tool_call_json, p.call_json) END AS edge_correct,
     d.decided_at
 FROM decisions d
-JOIN proposals p ON p.request_request_id = d.request_id AND p.copy = 1
-LEFT JOIN answers a ON a.request_id = d.request_id AND a.copy = 1
-WHERE d.copy = 1
+JOIN proposals p ON p.request_request_id = d.request_id
+LEFT JOIN answers a ON a.request_id = d.request_id
 ORDER BY d.request_id

@@ -2,14 +2,6 @@
 -- the target for the edge model. One row per request (first answer wins when
 -- a request was delivered more than once). Network-down fallbacks are not
 -- cloud answers and are left out; so are schema-invalid cloud answers.
-WITH answers AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM agent_responses
-),
-proposals AS (
-    SELECT *, ROW_NUMBER() OVER (PARTITION BY request_request_id ORDER BY _timestamp, _partition, _offset) AS copy
-    FROM edge_proposals
-)
 SELECT
     a.request_id,
     p.request_site_id AS site_id,
@@ -21,6 +13,6 @@ SELECT
     a.model_version AS cloud_model,
     a.responded_at
 FROM answers a
-JOIN proposals p ON p.request_request_id = a.request_id AND p.copy = 1
-WHERE a.copy = 1 AND a.origin = 'CLOUD' AND NOT a.network_down_fallback AND a.schema_valid
+JOIN proposals p ON p.request_request_id = a.request_id
+WHERE a.origin = 'CLOUD' AND NOT a.network_down_fallback AND a.schema_valid
 ORDER BY a.request_id

@@ -95,6 +95,16 @@ pub fn defaults_of<T: serde::de::DeserializeOwned>() -> anyhow::Result<T> {
     Figment::from(Toml::string(DEFAULTS_TOML)).extract().map_err(|e| anyhow::anyhow!("invalid default configuration: {e}"))
 }
 
+/// A local path from a `file://` URI or a plain path. Update records name
+/// weights and scorers this way; object-store URIs are read through the lake.
+pub fn local_path(uri: &str) -> anyhow::Result<PathBuf> {
+    match uri.split_once("://") {
+        None => Ok(PathBuf::from(uri)),
+        Some(("file", rest)) => Ok(PathBuf::from(rest)),
+        Some((scheme, _)) => anyhow::bail!("URI scheme {scheme}:// is not supported here yet (only local paths and file://)"),
+    }
+}
+
 /// Where netgpt keeps installed tools and demo data: `$NETGPT_HOME`, else `~/.cache/netgpt`.
 pub fn netgpt_home() -> PathBuf {
     if let Some(h) = std::env::var_os("NETGPT_HOME") {

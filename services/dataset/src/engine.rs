@@ -13,7 +13,10 @@ use netgpt_archive::store::Lake;
 
 pub struct LogEngine {
     pub ctx: SessionContext,
+    /// One per archived topic.
     pub tables: Vec<String>,
+    /// The deduplicated views over them.
+    pub views: Vec<String>,
 }
 
 /// Are two JSON documents the same tool call? Object keys in any order,
@@ -58,7 +61,9 @@ fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
 }
 
 impl LogEngine {
-    /// Every declared topic as a table named after it (`tool_requests`, ...).
+    /// Every declared topic as a table named after it (`tool_requests`, ...),
+    /// plus the deduplicated views of `sql/views/` (`requests`, `proposals`,
+    /// `decisions`, `answers`).
     pub async fn open(lake: &Lake) -> anyhow::Result<Self> {
         let ctx = SessionContext::new();
         ctx.register_object_store(&lake.base_url, lake.store.clone());
@@ -72,7 +77,12 @@ impl LogEngine {
             ctx.register_listing_table(name.as_str(), lake.table_url(&name), options, Some(arrow_schema(&topic.record)?), None).await?;
             tables.push(name);
         }
-        Ok(Self { ctx, tables })
+        let mut views = Vec::new();
+        for (name, sql) in crate::sql::VIEWS {
+            ctx.sql(sql).await.map_err(|e| anyhow::anyhow!("view {name}: {e}"))?;
+            views.push(name.to_string());
+        }
+        Ok(Self { ctx, tables, views })
     }
 
     /// Runs one statement; errors carry DataFusion's message.

@@ -3,7 +3,7 @@
 //! [`engine::LogEngine`] registers every archived topic as a table (Parquet
 //! listing tables over the lake, Hive partitions `date` and `hour` as columns,
 //! the schema from the Avro contract so empty tables work too) plus the
-//! `json_same` function. [`build`] runs the dataset SQL of `sql/datasets/` and
+//! `json_same` function and the deduplicated views of `sql/views/`. [`build`] runs the dataset SQL of `sql/datasets/` and
 //! writes each result as Parquet under a versioned path with a manifest.
 
 pub mod build;

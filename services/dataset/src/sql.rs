@@ -1,5 +1,14 @@
 //! The SQL files of `sql/`, compiled in so the binary works from any directory.
 
+/// Deduplicated views (one row per request id: the bus is at-least-once),
+/// created in every session before the other SQL runs.
+pub const VIEWS: &[(&str, &str)] = &[
+    ("requests", include_str!("../../../sql/views/requests.sql")),
+    ("proposals", include_str!("../../../sql/views/proposals.sql")),
+    ("decisions", include_str!("../../../sql/views/decisions.sql")),
+    ("answers", include_str!("../../../sql/views/answers.sql")),
+];
+
 /// (name, SQL) of every dataset query, written by `netgpt dataset build`.
 pub const DATASETS: &[(&str, &str)] = &[
     ("sft_targets", include_str!("../../../sql/datasets/sft_targets.sql")),

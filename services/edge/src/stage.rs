@@ -99,17 +99,8 @@ impl EdgeStage {
     }
 }
 
-/// A local path from a `file://` URI or a plain path (object-store URIs come with the archive stage).
-fn local_path(uri: &str) -> anyhow::Result<PathBuf> {
-    match uri.split_once("://") {
-        None => Ok(PathBuf::from(uri)),
-        Some(("file", rest)) => Ok(PathBuf::from(rest)),
-        Some((scheme, _)) => anyhow::bail!("weights URI scheme {scheme}:// is not supported yet"),
-    }
-}
-
 fn load_update(update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
-    let dir = local_path(&update.weights_uri)?;
+    let dir = netgpt_core::config::local_path(&update.weights_uri)?;
     let digest = sha256_file(&dir.join(WEIGHTS_FILE))?;
     anyhow::ensure!(digest == update.weights_sha256, "weights checksum {digest} != {} named in the update", update.weights_sha256);
     EdgeAgent::load(&dir, &update.version)

@@ -58,7 +58,7 @@ pub async fn sql(app: &AppConfig, args: SqlArgs) -> anyhow::Result<()> {
     };
     print!("{}", netgpt_dataset::render(&batches, format)?);
     if format == OutputFormat::Table {
-        println!("\n{} row(s); tables: {}", batches.iter().map(|b| b.num_rows()).sum::<usize>(), engine.tables.join(", "));
+        println!("\n{} row(s); tables: {}; views (one row per request): {}", batches.iter().map(|b| b.num_rows()).sum::<usize>(), engine.tables.join(", "), engine.views.join(", "));
     }
     Ok(())
 }

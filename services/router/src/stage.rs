@@ -130,7 +130,7 @@ impl LoadedPolicy {
         anyhow::ensure!(spec.name() == u.policy_name, "update names policy {} but its parameters are for {}", u.policy_name, spec.name());
         let scorer = match &u.scorer_uri {
             Some(uri) => {
-                let s = load_scorer(&local_path(uri)?)?;
+                let s = load_scorer(&netgpt_core::config::local_path(uri)?)?;
                 anyhow::ensure!(s.version == u.scorer_version, "scorer at {uri} is {} but the update names {}", s.version, u.scorer_version);
                 Arc::new(s)
             }
@@ -147,14 +147,6 @@ pub fn load_scorer(path: &Path) -> anyhow::Result<Scorer> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-fn local_path(uri: &str) -> anyhow::Result<PathBuf> {
-    match uri.split_once("://") {
-        None => Ok(PathBuf::from(uri)),
-        Some(("file", rest)) => Ok(PathBuf::from(rest)),
-        Some((scheme, _)) => anyhow::bail!("URI scheme {scheme}:// is not supported for scorers yet"),
-    }
 }
 
 /// A uniform draw in [0, 1) from the request id and a seed (FNV-1a + a
