@@ -52,6 +52,8 @@ pub struct ArchiveReport {
 
 struct Table {
     name: String,
+    /// Full name of the record type the topic carries.
+    record: String,
     schema: SchemaRef,
 }
 
@@ -74,6 +76,8 @@ pub struct Archiver {
     buffers: HashMap<(String, i32), Buffer>,
     report: ArchiveReport,
     seen: Arc<std::sync::atomic::AtomicU64>,
+    /// Partitions whose archived offset was listed since this process got them.
+    listed: std::collections::HashSet<(String, i32)>,
 }
 
 fn hour_of(ms: i64) -> i64 {
@@ -89,13 +93,24 @@ impl Archiver {
         let mut archived = HashMap::new();
         for topic in topics {
             let record = record_of_topic(&topic)?;
-            let table = Table { name: table_name(&topic), schema: arrow_schema(&record)? };
+            let table = Table { name: table_name(&topic), schema: arrow_schema(&record)?, record };
             for (partition, last) in lake.archived_offsets(&table.name).await? {
                 archived.insert((topic.clone(), partition), last);
             }
             tables.insert(topic, table);
         }
-        Ok(Self { cfg, lake, tables, archived, buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default() })
+        Ok(Self { cfg, lake, tables, archived, buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default(), listed: Default::default() })
+    }
+
+    /// The highest archived offset of one partition, read from the lake.
+    async fn relist(&mut self, key: &(String, i32)) -> anyhow::Result<()> {
+        let table = self.tables.get(&key.0).ok_or_else(|| anyhow::anyhow!("no table for {}", key.0))?;
+        match self.lake.archived_offsets(&table.name).await?.get(&key.1) {
+            Some(&last) => self.archived.insert(key.clone(), last),
+            None => self.archived.remove(key),
+        };
+        self.listed.insert(key.clone());
+        Ok(())
     }
 
     /// Records read so far, readable while the archiver runs.
@@ -162,6 +177,17 @@ impl Archiver {
         let topic = m.topic().to_string();
         metrics.records_in.get_or_create(&TopicLabels { stage: STAGE.into(), topic: topic.clone() }).inc();
         let key = (topic.clone(), m.partition());
+        // Offsets going backwards mean the partition was revoked and assigned
+        // again (the group replays from the committed offset): what is buffered
+        // will arrive again, so it goes, and what is archived is listed afresh
+        // (another archiver may have written files meanwhile).
+        if self.buffers.get(&key).is_some_and(|b| m.offset() <= b.last_offset) {
+            self.buffers.remove(&key);
+            self.listed.remove(&key);
+        }
+        if !self.listed.contains(&key) {
+            self.relist(&key).await?;
+        }
         if self.archived.get(&key).is_some_and(|&last| m.offset() <= last) {
             // Written before a crash, committed or not: durable already.
             self.report.already_archived += 1;
@@ -173,12 +199,10 @@ impl Archiver {
         let payload = m.payload().unwrap_or_default();
         let timestamp_ms = m.timestamp().to_millis().unwrap_or_else(|| netgpt_core::avro::TimestampMillis::now().0);
         let origin = Origin { partition: m.partition(), offset: m.offset(), timestamp_ms };
-        let decoded = AnyRecord::from_bytes(payload).map_err(|e| dead_letter_kind(&e)).and_then(|r| {
-            let expected = self.tables.get(&topic).map(|t| t.schema.clone());
-            match (expected, r.record_name()) {
-                (Some(_), name) if record_of_topic(&topic).is_ok_and(|want| want == name) => Ok(r),
-                (_, name) => Err((netgpt_core::records::DeadLetterKind::UnexpectedRecord, format!("{name} does not belong on {topic}"))),
-            }
+        let expected = self.tables.get(&topic).map(|t| t.record.as_str());
+        let decoded = AnyRecord::from_bytes(payload).map_err(|e| dead_letter_kind(&e)).and_then(|r| match expected {
+            Some(want) if want == r.record_name() => Ok(r),
+            _ => Err((netgpt_core::records::DeadLetterKind::UnexpectedRecord, format!("{} does not belong on {topic}", r.record_name()))),
         });
         // A new hour starts a new file (the Hive partition is the first record's hour).
         if self.buffers.get(&key).is_some_and(|b| !b.rows.is_empty() && b.hour != hour_of(timestamp_ms)) {
@@ -229,10 +253,15 @@ impl Archiver {
         let Some(buffer) = self.buffers.remove(key) else { return Ok(()) };
         let (topic, partition) = key;
         // A partition revoked meanwhile is its new owner's to archive.
-        let owned = consumer.assignment().map(|a| a.find_partition(topic, *partition).is_some()).unwrap_or(false);
+        let owned = consumer.assignment().map_err(|e| anyhow::anyhow!("reading the assignment: {e}"))?.find_partition(topic, *partition).is_some();
         if !owned {
+            self.listed.remove(key);
             tracing::info!(%topic, partition, records = buffer.rows.len(), "partition no longer assigned; dropping its buffer");
             return Ok(());
+        }
+        // Dead letters first: once the object is written, a restart skips these offsets.
+        for d in buffer.dead_letters {
+            d.await.map_err(|e| anyhow::anyhow!("dead letter for {topic}[{partition}] not delivered: {e}"))?;
         }
         if let (Some((_, first)), Some((_, last))) = (buffer.rows.first(), buffer.rows.last()) {
             let table = self.tables.get(topic).ok_or_else(|| anyhow::anyhow!("no table for {topic}"))?;
@@ -245,9 +274,6 @@ impl Archiver {
             self.report.files_written += 1;
             self.report.records_written += buffer.rows.len() as u64;
             tracing::debug!(%path, records = buffer.rows.len(), "archived");
-        }
-        for d in buffer.dead_letters {
-            d.await.map_err(|e| anyhow::anyhow!("dead letter for {topic}[{partition}] not delivered: {e}"))?;
         }
         consumer.store_offset(topic, *partition, buffer.last_offset).map_err(|e| anyhow::anyhow!("storing the offset of {topic}[{partition}]: {e}"))?;
         Ok(())

@@ -166,6 +166,8 @@ pub fn batch(schema: &SchemaRef, rows: &[(serde_json::Map<String, Value>, Origin
                 let mut b = Float64Builder::new();
                 for i in 0..rows.len() {
                     b.append_option(match get(i) {
+                        // JSON has no NaN: serde writes a NaN double as null.
+                        None if !field.is_nullable() => Some(f64::NAN),
                         None => None,
                         Some(v) => Some(v.as_f64().ok_or_else(|| bad(i))?),
                     });

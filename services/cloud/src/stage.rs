@@ -48,7 +48,7 @@ impl CloudGateway {
 pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudRequest) -> AgentResponse {
     let request = &r.proposal.request;
     // Time already spent before the cloud call: request → decision (+ queueing here).
-    let before_ms = (TimestampMillis::now().0 - request.created_at.0).max(0) as f64;
+    let before_ms = TimestampMillis::now().0.saturating_sub(request.created_at.0).max(0) as f64;
     let base = AgentResponse {
         request_id: request.request_id,
         site_id: request.site_id.clone(),
@@ -75,8 +75,8 @@ pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudReque
                 schema_valid: ToolCatalog::embedded().check_call(&a.call_json).valid,
                 tool_call_json: a.call_json,
                 latency_ms: before_ms + a.latency_ms,
-                tokens_in: a.tokens_in as i32,
-                tokens_out: a.tokens_out as i32,
+                tokens_in: i32::try_from(a.tokens_in).unwrap_or(i32::MAX),
+                tokens_out: i32::try_from(a.tokens_out).unwrap_or(i32::MAX),
                 cost: price,
                 model_version: a.model,
                 responded_at: TimestampMillis::now(),
@@ -90,7 +90,7 @@ pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudReque
                 tool_call_json: r.proposal.call_json.clone(),
                 schema_valid: r.proposal.schema_valid,
                 network_down_fallback: true,
-                latency_ms: (TimestampMillis::now().0 - request.created_at.0).max(0) as f64,
+                latency_ms: TimestampMillis::now().0.saturating_sub(request.created_at.0).max(0) as f64,
                 tokens_out: r.proposal.output_tokens,
                 model_version: r.proposal.model_version.clone(),
                 responded_at: TimestampMillis::now(),

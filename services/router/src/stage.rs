@@ -90,7 +90,7 @@ impl SiteTable {
         match m.get(site) {
             Some((state, observed)) => {
                 // Telemetry newer than the proposal (a replay) counts as fresh.
-                let age = (at_ms - observed).max(0);
+                let age = at_ms.saturating_sub(*observed).max(0);
                 if age <= net.stale_after_ms {
                     SiteLookup { state: state.clone(), age_ms: Some(age), conservative: false, why: None }
                 } else {
@@ -106,6 +106,8 @@ impl SiteTable {
 pub struct LoadedPolicy {
     pub name: &'static str,
     pub version: String,
+    /// When its update was published (0 for a policy from the bundle).
+    pub published_at: i64,
     pub model_version: String,
     pub policy: Box<dyn FallbackPolicy>,
     pub scorer: Arc<Scorer>,
@@ -117,6 +119,7 @@ impl LoadedPolicy {
         Ok(Self {
             name: spec.name(),
             version: format!("{}/{}", bundle.version, spec.name()),
+            published_at: 0,
             model_version: bundle.model_version.clone(),
             policy: spec.build()?,
             scorer: Arc::new(bundle.scorer.clone()),
@@ -136,7 +139,7 @@ impl LoadedPolicy {
             }
             None => current_scorer.clone(),
         };
-        Ok(Self { name: spec.name(), version: u.version.clone(), model_version: u.model_version.clone(), policy: spec.build()?, scorer })
+        Ok(Self { name: spec.name(), version: u.version.clone(), published_at: u.published_at.0, model_version: u.model_version.clone(), policy: spec.build()?, scorer })
     }
 }
 
@@ -225,7 +228,8 @@ impl RouterStage {
                 return;
             }
         };
-        if slot.version == u.version {
+        // The same version, or one older than what runs (a replay of the topic), changes nothing.
+        if slot.version == u.version || u.published_at.0 < slot.published_at {
             return;
         }
         match LoadedPolicy::from_update(u, &slot.scorer) {
@@ -327,7 +331,7 @@ pub fn edge_answer(p: &EdgeProposal, d: &RoutingDecision) -> AgentResponse {
         tool_call_json: p.call_json.clone(),
         schema_valid: p.schema_valid,
         network_down_fallback: false,
-        latency_ms: (now.0 - p.request.created_at.0).max(0) as f64,
+        latency_ms: now.0.saturating_sub(p.request.created_at.0).max(0) as f64,
         tokens_in: 0,
         tokens_out: p.output_tokens,
         cost: 0.0,
@@ -376,8 +380,9 @@ pub async fn follow_telemetry(kafka: KafkaConfig, table: SiteTable, lookback: i6
     let mut backlog_end: HashMap<i32, i64> = HashMap::new();
     for p in md.topics().iter().flat_map(|t| t.partitions()) {
         let (low, high) = consumer.fetch_watermarks(SITE_TELEMETRY, p.id(), timeout)?;
-        tpl.add_partition_offset(SITE_TELEMETRY, p.id(), rdkafka::Offset::Offset((high - lookback.max(0)).max(low)))?;
-        if high > low {
+        let start = (high - lookback.max(0)).max(low);
+        tpl.add_partition_offset(SITE_TELEMETRY, p.id(), rdkafka::Offset::Offset(start))?;
+        if high > start {
             backlog_end.insert(p.id(), high);
         }
     }
@@ -459,7 +464,7 @@ mod tests {
         let mut settings = RouterSettings::defaults();
         settings.router.exploration_rate = exploration;
         let scorer = Scorer::fit("s1", &crate::scorer::tests::synthetic(800, 1), &crate::scorer::tests::synthetic(800, 2), crate::scorer::CalibrationMethod::Isotonic);
-        let active = LoadedPolicy { name: policy.name(), version: "p1".into(), model_version: "m1".into(), policy: policy.build().unwrap(), scorer: Arc::new(scorer) };
+        let active = LoadedPolicy { name: policy.name(), version: "p1".into(), published_at: 0, model_version: "m1".into(), policy: policy.build().unwrap(), scorer: Arc::new(scorer) };
         RouterStage::new(settings, SiteTable::default(), active, None)
     }
 
