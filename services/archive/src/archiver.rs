@@ -85,30 +85,33 @@ fn hour_of(ms: i64) -> i64 {
 }
 
 impl Archiver {
-    /// Prepares the tables of `cfg.topics` (default: every declared topic)
-    /// and reads what is archived already.
+    /// Prepares the tables of `cfg.topics` (default: every declared topic).
+    /// What is archived already is listed per table when its first record arrives.
     pub async fn new(cfg: ArchiveConfig, lake: Arc<Lake>) -> anyhow::Result<Self> {
         let topics = if cfg.topics.is_empty() { netgpt_core::topics::declared()?.into_iter().map(|t| t.name).collect() } else { cfg.topics.clone() };
         let mut tables = HashMap::new();
-        let mut archived = HashMap::new();
         for topic in topics {
             let record = record_of_topic(&topic)?;
             let table = Table { name: table_name(&topic), schema: arrow_schema(&record)?, record };
-            for (partition, last) in lake.archived_offsets(&table.name).await? {
-                archived.insert((topic.clone(), partition), last);
-            }
             tables.insert(topic, table);
         }
-        Ok(Self { cfg, lake, tables, archived, buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default(), listed: Default::default() })
+        Ok(Self { cfg, lake, tables, archived: HashMap::new(), buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default(), listed: Default::default() })
     }
 
-    /// The highest archived offset of one partition, read from the lake.
+    /// The highest archived offsets of `key`'s table, read from the lake. One
+    /// listing serves every partition of the table it names (they are fresh
+    /// as of now); `key` counts as listed even when nothing of it is archived.
     async fn relist(&mut self, key: &(String, i32)) -> anyhow::Result<()> {
         let table = self.tables.get(&key.0).ok_or_else(|| anyhow::anyhow!("no table for {}", key.0))?;
-        match self.lake.archived_offsets(&table.name).await?.get(&key.1) {
-            Some(&last) => self.archived.insert(key.clone(), last),
-            None => self.archived.remove(key),
-        };
+        let found = self.lake.archived_offsets(&table.name).await?;
+        if !found.contains_key(&key.1) {
+            self.archived.remove(key);
+        }
+        for (partition, last) in found {
+            let k = (key.0.clone(), partition);
+            self.archived.insert(k.clone(), last);
+            self.listed.insert(k);
+        }
         self.listed.insert(key.clone());
         Ok(())
     }
