@@ -2,7 +2,8 @@
 # One-time set-up on a fresh Debian/Ubuntu machine, safe to re-run:
 #  - the C toolchain pieces rdkafka's bundled librdkafka build needs
 #    (cmake; OpenSSL and curl headers for TLS/SASL/OIDC support),
-#  - the local Kafka-protocol broker (infra/install-broker.sh).
+#  - the local Kafka-protocol broker (infra/install-broker.sh),
+#  - DuckDB and an S3 server for tests and benchmarks (infra/install-python-tools.sh).
 # Rust itself (cargo) must already be installed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,3 +26,4 @@ fi
 
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 bash "$here/install-broker.sh"
+bash "$here/install-python-tools.sh"

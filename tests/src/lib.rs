@@ -193,3 +193,61 @@ pub fn requests(n: usize, seed: u64, sites: &[&str]) -> Vec<netgpt_core::records
 pub fn records_of<R>(landed: &[Landed], pick: impl Fn(&AnyRecord) -> Option<R>) -> Vec<R> {
     landed.iter().filter_map(|l| l.record.as_ref().ok().and_then(&pick)).collect()
 }
+
+/// The repository's root (the tests crate sits one level below it).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A program of the Python tools `infra/install-python-tools.sh` installs
+/// (duckdb, moto_server), from the virtualenv under `NETGPT_HOME`.
+pub fn python_tool(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let home = std::env::var_os("NETGPT_HOME").map(std::path::PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/netgpt")));
+    let path = home.ok_or_else(|| anyhow::anyhow!("neither NETGPT_HOME nor HOME is set"))?.join("py/bin").join(name);
+    anyhow::ensure!(path.exists(), "{} is missing: run `bash infra/setup.sh` (the test command does)", path.display());
+    Ok(path)
+}
+
+/// A real S3-compatible server on loopback (moto, from PyPI), killed on drop.
+pub struct S3Server {
+    _child: tokio::process::Child,
+    pub endpoint: String,
+}
+
+impl S3Server {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let child = tokio::process::Command::new(python_tool("moto_server")?)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "moto_server did not listen on port {port} within 60 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { _child: child, endpoint: format!("http://127.0.0.1:{port}") })
+    }
+
+    /// Creates a bucket (one unsigned PUT: moto does not check signatures).
+    pub async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let host = self.endpoint.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(host).await?;
+        s.write_all(format!("PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await?;
+        anyhow::ensure!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "creating bucket {bucket}: {}", reply.lines().next().unwrap_or(""));
+        Ok(())
+    }
+
+    /// object_store options for an `s3://` URL on this server.
+    pub fn options(&self) -> std::collections::BTreeMap<String, String> {
+        [("aws_endpoint", self.endpoint.as_str()), ("aws_allow_http", "true"), ("aws_access_key_id", "test"), ("aws_secret_access_key", "test"), ("aws_region", "us-east-1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}

@@ -100,3 +100,41 @@ async fn an_archiver_killed_mid_stream_and_restarted_archives_every_record_exact
     std::fs::remove_dir_all(&dir).unwrap();
     tb.broker.stop().await;
 }
+
+/// The same archiver and SQL on `s3://`: a real S3-compatible server (moto,
+/// installed by infra/setup.sh) on loopback, no mock object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archiver_writes_parquet_to_s3_and_the_logs_answer_sql_there() {
+    let s3 = netgpt_tests::S3Server::start().await.unwrap();
+    s3.create_bucket("netgpt-lake").await.unwrap();
+    let tb = TestBroker::start().await.unwrap();
+    let cfg = ArchiveConfig { url: "s3://netgpt-lake/offload".into(), options: s3.options(), ..config(std::path::Path::new("unused")) };
+    let lake = Arc::new(Lake::open(&cfg.url, &cfg.options).unwrap());
+    let producer = Producer::new(&tb.kafka).unwrap();
+    let batch = requests(300, 10, &["S001", "S002"]);
+    for r in &batch {
+        producer.send(TOOL_REQUESTS, r).await.await.unwrap();
+    }
+    let archiver = Archiver::new(cfg.clone(), lake.clone()).await.unwrap();
+    let stop = CancellationToken::new();
+    let (kafka, token) = (tb.kafka.clone(), stop.clone());
+    let task = tokio::spawn(async move { archiver.run(&kafka, "test.archive-s3", Metrics::new(), token).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lake.objects("tool_requests").await.unwrap().iter().map(|(_, n)| n.last_offset - n.first_offset + 1).sum::<i64>() < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.cancel();
+    let report = task.await.unwrap().unwrap();
+    assert_eq!(report.records_written, 300, "{report:?}");
+
+    let objects = lake.objects("tool_requests").await.unwrap();
+    assert!(objects.iter().all(|(p, _)| p.as_ref().starts_with("offload/tool_requests/date=")), "{objects:?}");
+    let engine = LogEngine::open(&lake).await.unwrap();
+    assert_eq!(count(&engine, "SELECT count(DISTINCT request_id) FROM tool_requests").await, 300);
+    assert_eq!(count(&engine, "SELECT count(*) FROM requests WHERE site_id = 'S002'").await, batch.iter().filter(|r| r.site_id == "S002").count() as i64);
+    // Datasets are written back to the bucket, with their manifest.
+    let manifest = netgpt_dataset::build::build(&engine, &lake, netgpt_dataset::sql::DATASETS, Some("s3-test".into()), false).await.unwrap();
+    assert_eq!(manifest.sources["tool_requests"].rows, 300);
+    assert_eq!(netgpt_dataset::build::latest(&lake).await.unwrap().version, "s3-test");
+    tb.broker.stop().await;
+}

@@ -266,13 +266,9 @@ impl Archiver {
         for d in buffer.dead_letters {
             d.await.map_err(|e| anyhow::anyhow!("dead letter for {topic}[{partition}] not delivered: {e}"))?;
         }
-        if let (Some((_, first)), Some((_, last))) = (buffer.rows.first(), buffer.rows.last()) {
+        if let Some((_, last)) = buffer.rows.last() {
             let table = self.tables.get(topic).ok_or_else(|| anyhow::anyhow!("no table for {topic}"))?;
-            let name = ObjectName { partition: *partition, first_offset: first.offset, last_offset: last.offset };
-            let at = Utc.timestamp_millis_opt(first.timestamp_ms).single().unwrap_or_else(Utc::now);
-            let path = self.lake.object_path(&table.name, &at.format("%Y-%m-%d").to_string(), at.format("%H").to_string().parse().unwrap_or(0), &name);
-            let bytes = parquet_bytes(&table.schema, &buffer.rows)?;
-            self.lake.store.put(&path, bytes.into()).await.map_err(|e| anyhow::anyhow!("writing {path}: {e}"))?;
+            let path = write_object(&self.lake, &table.name, &table.schema, *partition, &buffer.rows).await?;
             self.archived.insert(key.clone(), last.offset);
             self.report.files_written += 1;
             self.report.records_written += buffer.rows.len() as u64;
@@ -281,6 +277,19 @@ impl Archiver {
         consumer.store_offset(topic, *partition, buffer.last_offset).map_err(|e| anyhow::anyhow!("storing the offset of {topic}[{partition}]: {e}"))?;
         Ok(())
     }
+}
+
+/// Writes rows of one Kafka partition (contiguous offsets, in order) as one
+/// object of `table`, in the Hive partition of the first row's hour, named by
+/// the partition and offset range; returns its path.
+pub async fn write_object(lake: &Lake, table: &str, schema: &SchemaRef, partition: i32, rows: &[(serde_json::Map<String, Value>, Origin)]) -> anyhow::Result<object_store::path::Path> {
+    let (Some((_, first)), Some((_, last))) = (rows.first(), rows.last()) else { anyhow::bail!("no rows to write to {table}") };
+    let name = ObjectName { partition, first_offset: first.offset, last_offset: last.offset };
+    let at = Utc.timestamp_millis_opt(first.timestamp_ms).single().unwrap_or_else(Utc::now);
+    let path = lake.object_path(table, &at.format("%Y-%m-%d").to_string(), at.format("%H").to_string().parse().unwrap_or(0), &name);
+    let bytes = parquet_bytes(schema, rows)?;
+    lake.store.put(&path, bytes.into()).await.map_err(|e| anyhow::anyhow!("writing {path}: {e}"))?;
+    Ok(path)
 }
 
 /// One Parquet file (Snappy, one row group per 64k rows) from rows.

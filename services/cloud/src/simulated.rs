@@ -8,11 +8,11 @@
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use netgpt_core::records::CloudRequest;
-use netgpt_edge::catalog::{ArgKind, ToolCatalog};
+use netgpt_edge::catalog::ToolCatalog;
+use netgpt_edge::workload::plausible_mistake;
 use netgpt_router::network::{CostModel, RequestShape, SiteState};
 use netgpt_router::stage::request_draw;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::{CloudAnswer, CloudBackend, CloudError};
 
@@ -52,7 +52,11 @@ impl SimulatedCloud {
         }
         let call_json = match &r.proposal.request.eval_reference_call {
             Some(reference) if draw(2) < self.cfg.accuracy => reference.clone(),
-            Some(reference) => self.wrong_call(reference, draw(3)).unwrap_or_else(|| r.proposal.call_json.clone()),
+            Some(reference) => serde_json::from_str(reference)
+                .ok()
+                .and_then(|call| plausible_mistake(self.catalog, &call, draw(3)))
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| r.proposal.call_json.clone()),
             // No reference (a request from outside the simulation): the simulation cannot know better than the edge.
             None => r.proposal.call_json.clone(),
         };
@@ -67,30 +71,6 @@ impl SimulatedCloud {
             latency_ms: cost.latency_s() * 1e3 * jitter,
             model: self.cfg.model.clone(),
         })
-    }
-
-    /// A plausible mistake: one enum or numeric argument of the reference changed.
-    fn wrong_call(&self, reference: &str, draw: f64) -> Option<String> {
-        let mut call: Value = serde_json::from_str(reference).ok()?;
-        let tool = self.catalog.get(call["tool"].as_str()?)?;
-        let args = call.get_mut("arguments")?.as_object_mut()?;
-        for a in &tool.args {
-            let Some(v) = args.get_mut(&a.name) else { continue };
-            match &a.kind {
-                ArgKind::Enum(values) if values.len() > 1 => {
-                    let others: Vec<&String> = values.iter().filter(|x| v.as_str() != Some(x.as_str())).collect();
-                    *v = Value::String(others[(draw * others.len() as f64) as usize % others.len()].clone());
-                    return Some(call.to_string());
-                }
-                ArgKind::Integer { min, max } if max > min => {
-                    let x = v.as_i64()?;
-                    *v = Value::from(if x < *max { x + 1 } else { x - 1 });
-                    return Some(call.to_string());
-                }
-                _ => {}
-            }
-        }
-        None
     }
 }
 

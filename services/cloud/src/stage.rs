@@ -46,9 +46,19 @@ impl CloudGateway {
 
 /// Answers one cloud request (the cloud's answer, or the flagged edge answer).
 pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudRequest) -> AgentResponse {
-    let request = &r.proposal.request;
     // Time already spent before the cloud call: request → decision (+ queueing here).
-    let before_ms = TimestampMillis::now().0.saturating_sub(request.created_at.0).max(0) as f64;
+    let before_ms = TimestampMillis::now().0.saturating_sub(r.proposal.request.created_at.0).max(0) as f64;
+    let outcome = backend.answer(r).await;
+    if let Err(e) = &outcome {
+        tracing::warn!(request = %r.proposal.request.request_id, site = %r.proposal.request.site_id, error = %e, "cloud unreachable; answering with the edge proposal");
+    }
+    response_of(r, outcome, cost, before_ms, TimestampMillis::now())
+}
+
+/// The response for a cloud call's outcome, `before_ms` after the request was
+/// created and answered at `now` (wall clock in the gateway, simulated time offline).
+pub fn response_of(r: &CloudRequest, outcome: Result<crate::CloudAnswer, crate::CloudError>, cost: &CostModel, before_ms: f64, now: TimestampMillis) -> AgentResponse {
+    let request = &r.proposal.request;
     let base = AgentResponse {
         request_id: request.request_id,
         site_id: request.site_id.clone(),
@@ -62,9 +72,9 @@ pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudReque
         cost: 0.0,
         model_version: String::new(),
         policy_version: Some(r.decision.policy_version.clone()),
-        responded_at: TimestampMillis::now(),
+        responded_at: now,
     };
-    match backend.answer(r).await {
+    match outcome {
         Ok(a) => {
             let state = SiteState::from_snapshot(&r.decision.network);
             let price = match cost.schedule(&state.price_schedule) {
@@ -79,21 +89,18 @@ pub async fn answer(backend: &dyn CloudBackend, cost: &CostModel, r: &CloudReque
                 tokens_out: i32::try_from(a.tokens_out).unwrap_or(i32::MAX),
                 cost: price,
                 model_version: a.model,
-                responded_at: TimestampMillis::now(),
                 ..base
             }
         }
-        Err(e) => {
-            tracing::warn!(request = %request.request_id, site = %request.site_id, error = %e, "cloud unreachable; answering with the edge proposal");
+        Err(_) => {
             AgentResponse {
                 origin: Origin::Edge,
                 tool_call_json: r.proposal.call_json.clone(),
                 schema_valid: r.proposal.schema_valid,
                 network_down_fallback: true,
-                latency_ms: TimestampMillis::now().0.saturating_sub(request.created_at.0).max(0) as f64,
+                latency_ms: now.0.saturating_sub(request.created_at.0).max(0) as f64,
                 tokens_out: r.proposal.output_tokens,
                 model_version: r.proposal.model_version.clone(),
-                responded_at: TimestampMillis::now(),
                 ..base
             }
         }

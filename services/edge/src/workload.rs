@@ -465,6 +465,32 @@ fn id_value<R: Rng>(rng: &mut R, arg: &str, taken: &Map<String, Value>) -> Strin
     }
 }
 
+/// A plausible mistake in a call: its first enum argument set to another
+/// value, or else its first integer argument moved by one; `draw` in [0, 1)
+/// picks the other enum value. None when the call has neither.
+pub fn plausible_mistake(catalog: &ToolCatalog, call: &Value, draw: f64) -> Option<Value> {
+    let mut call = call.clone();
+    let tool = catalog.get(call.get("tool")?.as_str()?)?;
+    let args = call.get_mut("arguments")?.as_object_mut()?;
+    for a in &tool.args {
+        let Some(v) = args.get_mut(&a.name) else { continue };
+        match &a.kind {
+            ArgKind::Enum(values) if values.len() > 1 => {
+                let others: Vec<&String> = values.iter().filter(|x| v.as_str() != Some(x.as_str())).collect();
+                *v = Value::String(others[(draw * others.len() as f64) as usize % others.len()].clone());
+                return Some(call);
+            }
+            ArgKind::Integer { min, max } if max > min => {
+                let x = v.as_i64()?;
+                *v = Value::from(if x < *max { x + 1 } else { x - 1 });
+                return Some(call);
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Exact-match comparison of two calls (numbers compared as numbers).
 pub fn same_call(a: &Value, b: &Value) -> bool {
     match (a, b) {

@@ -21,7 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppConfig;
-use crate::loadgen::{LoadgenArgs, RequestSource, generate};
+use crate::loadgen::{LoadgenArgs, generate};
+use netgpt_sim::traffic::RequestSource;
 use crate::stats::percentiles;
 use crate::tally::{Tally, TallyState};
 
@@ -41,9 +42,9 @@ fn malformed_records(max_prompt_bytes: usize) -> anyhow::Result<Vec<(&'static st
     unknown_schema.extend_from_slice(b"payload");
     let source = RequestSource::new("train", 1)?;
     let mut rng = rand::rng();
-    let mut truncated = source.request(&mut rng).to_bytes();
+    let mut truncated = source.request(&mut rng, TimestampMillis::now()).to_bytes();
     truncated.truncate(truncated.len() / 2);
-    let mut oversized = source.request(&mut rng);
+    let mut oversized = source.request(&mut rng, TimestampMillis::now());
     oversized.prompt = "please check site S001 ".repeat(max_prompt_bytes / 20 + 1);
     Ok(vec![
         ("json instead of avro", br#"{"prompt": "not avro"}"#.to_vec()),

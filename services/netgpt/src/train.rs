@@ -133,12 +133,12 @@ pub fn labelled_proposals(app: &crate::AppConfig, n: usize, seed: u64, progress:
 
     let mut agent = netgpt_edge::agent::EdgeAgent::load(&app.edge.model_dir, &app.edge.model_version)?;
     agent.constrained = app.edge.constrained_decoding;
-    let source = crate::loadgen::RequestSource::new("held-out", app.core.loadgen.sites)?;
+    let source = netgpt_sim::traffic::RequestSource::new("held-out", app.core.loadgen.sites)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let bar = netgpt_core::progress::bar(n as u64, "edge proposals", progress);
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let r = source.request(&mut rng);
+        let r = source.request(&mut rng, netgpt_core::avro::TimestampMillis::now());
         let p = agent.propose(&r.prompt)?;
         let parsed: Option<serde_json::Value> = serde_json::from_str(&p.call_json).ok();
         let reference: Option<serde_json::Value> = r.eval_reference_call.as_deref().and_then(|c| serde_json::from_str(c).ok());

@@ -299,7 +299,7 @@ impl RouterStage {
         };
         let mut out = Vec::with_capacity(2);
         match decision.placement {
-            Placement::Edge => out.push(Outgoing::new(AGENT_RESPONSES, edge_answer(&p, &decision))),
+            Placement::Edge => out.push(Outgoing::new(AGENT_RESPONSES, edge_answer(&p, &decision, TimestampMillis::now()))),
             Placement::Cloud => out.push(Outgoing::new(CLOUD_REQUESTS, CloudRequest { proposal: p, decision: decision.clone() })),
         }
         out.insert(0, Outgoing::new(ROUTING_DECISIONS, decision));
@@ -321,9 +321,9 @@ impl RouterStage {
     }
 }
 
-/// The final answer for a kept edge proposal.
-pub fn edge_answer(p: &EdgeProposal, d: &RoutingDecision) -> AgentResponse {
-    let now = TimestampMillis::now();
+/// The final answer for a kept edge proposal, given at `now` (the wall clock
+/// in the router, simulated time offline).
+pub fn edge_answer(p: &EdgeProposal, d: &RoutingDecision, now: TimestampMillis) -> AgentResponse {
     AgentResponse {
         request_id: p.request.request_id,
         site_id: p.request.site_id.clone(),

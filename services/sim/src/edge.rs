@@ -1,0 +1,135 @@
+//! A synthetic edge agent: not a model, a stand-in for offline logs whose size
+//! makes running the real one impractical (benchmarks over millions of
+//! requests, SQL golden tests). It is right at the rate the real model was
+//! right per difficulty tier, and its proposal features are drawn from real
+//! proposals of the same tier and outcome: the labelled proposals the router
+//! bundle was fitted on (`services/router/bundle/proposals.jsonl`). Its calls
+//! are the request's reference call, or a plausible mistake, or (when the drawn
+//! features say invalid) the reference without its first argument; each is
+//! checked against the tool's schema like a real proposal.
+
+use std::collections::HashMap;
+
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::records::{Difficulty, EdgeProposal, ToolRequest};
+use netgpt_edge::catalog::ToolCatalog;
+use netgpt_edge::workload::plausible_mistake;
+use netgpt_router::fit::LabelledProposal;
+use netgpt_router::scorer::ProposalFeatures;
+use rand::Rng;
+use serde_json::Value;
+
+pub struct SyntheticEdge {
+    /// Features of real proposals by (tier, right).
+    pools: HashMap<(String, bool), Vec<ProposalFeatures>>,
+    /// Features of wrong [0] and right [1] proposals of every tier.
+    by_outcome: [Vec<ProposalFeatures>; 2],
+    /// Share of right proposals per tier.
+    accuracy: HashMap<String, f64>,
+    catalog: &'static ToolCatalog,
+    model_version: String,
+}
+
+impl SyntheticEdge {
+    pub fn from_proposals(proposals: &[LabelledProposal], model_version: &str) -> anyhow::Result<Self> {
+        let mut pools: HashMap<(String, bool), Vec<ProposalFeatures>> = HashMap::new();
+        for p in proposals {
+            pools.entry((p.tier.clone(), p.correct)).or_default().push(p.features.clone());
+        }
+        let by_outcome = [false, true].map(|right| proposals.iter().filter(|p| p.correct == right).map(|p| p.features.clone()).collect::<Vec<_>>());
+        anyhow::ensure!(by_outcome.iter().all(|v| !v.is_empty()), "the labelled proposals need right and wrong examples");
+        let mut accuracy = HashMap::new();
+        for d in Difficulty::VARIANTS {
+            let tier = d.as_str().to_string();
+            let right = pools.get(&(tier.clone(), true)).map_or(0, Vec::len);
+            let wrong = pools.get(&(tier.clone(), false)).map_or(0, Vec::len);
+            anyhow::ensure!(right + wrong > 0, "the labelled proposals have no {tier} example");
+            accuracy.insert(tier, right as f64 / (right + wrong) as f64);
+        }
+        Ok(Self { pools, by_outcome, accuracy, catalog: ToolCatalog::embedded(), model_version: model_version.to_string() })
+    }
+
+    /// Share of right proposals for a tier.
+    pub fn accuracy(&self, tier: Difficulty) -> f64 {
+        self.accuracy.get(tier.as_str()).copied().unwrap_or(0.0)
+    }
+
+    /// The proposal for `request`, made at `at`.
+    pub fn propose<R: Rng>(&self, rng: &mut R, request: &ToolRequest, at: TimestampMillis) -> EdgeProposal {
+        let tier = request.eval_difficulty.unwrap_or(Difficulty::Medium);
+        let right = rng.random_bool(self.accuracy(tier));
+        // A tier the real model never got wrong (or right) borrows that outcome's features from all tiers.
+        let pool = self.pools.get(&(tier.as_str().to_string(), right)).unwrap_or(&self.by_outcome[usize::from(right)]);
+        let features = &pool[rng.random_range(0..pool.len())];
+        let reference: Option<Value> = request.eval_reference_call.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        let call = match reference {
+            Some(reference) if right => reference,
+            Some(reference) if !features.schema_valid => without_first_argument(reference),
+            Some(reference) => plausible_mistake(self.catalog, &reference, rng.random()).unwrap_or_else(|| without_first_argument(reference)),
+            None => serde_json::json!({"tool": "open_ticket", "arguments": {}}),
+        };
+        let call_json = call.to_string();
+        let check = self.catalog.check_call(&call_json);
+        EdgeProposal {
+            request: request.clone(),
+            model_version: self.model_version.clone(),
+            call_json,
+            tool_name: check.tool,
+            schema_valid: check.valid,
+            schema_error: check.error,
+            mean_logprob: features.mean_logprob,
+            min_logprob: features.min_logprob,
+            mean_entropy: features.mean_entropy,
+            output_tokens: features.output_tokens.round() as i32,
+            // What `netgpt bench edge` measures for the real model, roughly: ~2 ms + 0.1 ms per token.
+            edge_latency_ms: 2.0 + 0.1 * features.output_tokens + rng.random_range(0.0..0.5),
+            proposed_at: at,
+        }
+    }
+}
+
+fn without_first_argument(mut call: Value) -> Value {
+    if let Some(args) = call.get_mut("arguments").and_then(Value::as_object_mut)
+        && let Some(first) = args.keys().next().cloned()
+    {
+        args.remove(&first);
+    }
+    call
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    fn proposals() -> Vec<LabelledProposal> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../router/bundle");
+        netgpt_router::bundle::load_proposals(&dir).unwrap()
+    }
+
+    #[test]
+    fn synthetic_proposals_are_right_at_the_measured_rate_and_invalid_ones_fail_the_schema() {
+        let edge = SyntheticEdge::from_proposals(&proposals(), "synthetic").unwrap();
+        let source = crate::traffic::RequestSource::new("mixed", 4).unwrap();
+        let mut rng = StdRng::seed_from_u64(3);
+        let (mut right, mut n, mut invalid_checked) = (0, 0, 0);
+        for _ in 0..3000 {
+            let r = source.request(&mut rng, TimestampMillis(0));
+            let p = edge.propose(&mut rng, &r, TimestampMillis(5));
+            let reference: Value = serde_json::from_str(r.eval_reference_call.as_deref().unwrap()).unwrap();
+            let call: Value = serde_json::from_str(&p.call_json).unwrap();
+            right += usize::from(netgpt_edge::workload::same_call(&call, &reference));
+            n += 1;
+            if !p.schema_valid {
+                assert!(p.schema_error.is_some());
+                invalid_checked += 1;
+            }
+        }
+        let expected: f64 = Difficulty::VARIANTS.iter().map(|d| edge.accuracy(*d)).sum::<f64>() / 3.0;
+        let got = right as f64 / n as f64;
+        // Tiers are not equally frequent, so only a loose check against the mean rate.
+        assert!((got - expected).abs() < 0.1, "right {got:.3} vs per-tier mean {expected:.3}");
+        assert!(got < 1.0 && invalid_checked < n);
+    }
+}
