@@ -215,30 +215,44 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// Starts moto's server on a free port; retries on another port if the
+    /// server exits (say, the port was taken meanwhile). Its output goes to a
+    /// log file named in errors.
     pub async fn start() -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = tokio::process::Command::new(python_tool("moto_server")?)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            anyhow::ensure!(Instant::now() < deadline, "moto_server did not listen on port {port} within 60 s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut last = String::new();
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let log_path = std::env::temp_dir().join(format!("netgpt-moto-{port}.log"));
+            let log = std::fs::File::create(&log_path)?;
+            let mut child = tokio::process::Command::new(python_tool("moto_server")?)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()?;
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    last = format!("moto_server exited ({status}); see {}", log_path.display());
+                    break;
+                }
+                // Listening and answering as S3 (an XML bucket list), not some other server on the port.
+                if let Ok(Ok(reply)) = tokio::time::timeout(Duration::from_secs(5), http(&endpoint, "GET", "/")).await
+                    && reply.contains("ListAllMyBucketsResult")
+                {
+                    return Ok(Self { _child: child, endpoint });
+                }
+                anyhow::ensure!(Instant::now() < deadline, "moto_server did not answer on port {port} within 60 s; see {}", log_path.display());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        Ok(Self { _child: child, endpoint: format!("http://127.0.0.1:{port}") })
+        anyhow::bail!("{last}")
     }
 
     /// Creates a bucket (one unsigned PUT: moto does not check signatures).
     pub async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let host = self.endpoint.trim_start_matches("http://");
-        let mut s = tokio::net::TcpStream::connect(host).await?;
-        s.write_all(format!("PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-        let mut reply = String::new();
-        s.read_to_string(&mut reply).await?;
+        let reply = tokio::time::timeout(Duration::from_secs(30), http(&self.endpoint, "PUT", &format!("/{bucket}"))).await??;
         anyhow::ensure!(reply.starts_with("HTTP/1.1 200") || reply.starts_with("HTTP/1.0 200"), "creating bucket {bucket}: {}", reply.lines().next().unwrap_or(""));
         Ok(())
     }
@@ -250,4 +264,15 @@ impl S3Server {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
     }
+}
+
+/// One plain HTTP/1.1 request without a body; the whole reply.
+async fn http(endpoint: &str, method: &str, path: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = endpoint.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(host).await?;
+    s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).await?;
+    Ok(reply)
 }

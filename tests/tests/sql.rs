@@ -185,3 +185,50 @@ fn tempdir(label: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// `json_same` means the same in DataFusion (netgpt's UDF) and in DuckDB (the
+/// macro of infra/duckdb/lake.py the dataset benchmark uses), on the cases
+/// where a loose implementation would go wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_same_agrees_between_datafusion_and_duckdb() {
+    let pairs: Vec<(&str, &str)> = vec![
+        (r#"{"tool":"t","arguments":{"a":5,"b":"x"}}"#, r#"{"arguments":{"b":"x","a":5.0},"tool":"t"}"#),
+        (r#"{"tool":"t","arguments":{"a":5}}"#, r#"{"tool":"t","arguments":{"a":"5"}}"#),
+        (r#"{"tool":"t","arguments":{}}"#, r#"{"tool":"t","arguments":{"n":null}}"#),
+        (r#"{"tool":"t","arguments":{"n":"abc"}}"#, r#"{"tool":"t","arguments":{"n":"xyz"}}"#),
+        (r#"{"tool":"t","arguments":{"n":[1]}}"#, r#"{"tool":"t","arguments":{"n":"x"}}"#),
+        (r#"{"tool":"t","arguments":{"n":1},"extra":1}"#, r#"{"tool":"t","arguments":{"n":1}}"#),
+        (r#"{"tool":"u","arguments":{}}"#, r#"{"tool":"t","arguments":{}}"#),
+        (r#"{"tool": "t", "arguments": {"site_id": "S001"}}"#, r#"{"tool":"t","arguments":{"site_id":"S001"}}"#),
+        (r#"{"tool":"t","arguments":{"a":true}}"#, r#"{"tool":"t","arguments":{"a":1}}"#),
+        ("not json", "{}"),
+    ];
+    let empty = tempdir("json-same");
+    let engine = LogEngine::open(&Lake::open(&empty.display().to_string(), &BTreeMap::new()).unwrap()).await.unwrap();
+    let mut ours = Vec::new();
+    for (a, b) in &pairs {
+        let sql = format!("SELECT json_same('{}', '{}')", a.replace('\'', "''"), b.replace('\'', "''"));
+        let batches = engine.query(&sql).await.unwrap();
+        let col = batches[0].column(0).as_any().downcast_ref::<arrow::array::BooleanArray>().unwrap();
+        ours.push(if arrow::array::Array::is_null(col, 0) { serde_json::Value::Null } else { serde_json::Value::Bool(col.value(0)) });
+    }
+    assert_eq!(ours[0], serde_json::Value::Bool(true));
+    assert_eq!(ours[9], serde_json::Value::Null);
+    let mut child = std::process::Command::new(python_tool("python").unwrap())
+        .arg(repo_root().join("infra/duckdb/lake.py"))
+        .arg("json-same")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(serde_json::to_string(&pairs).unwrap().as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    for (i, (a, b)) in pairs.iter().enumerate() {
+        assert_eq!(ours[i], theirs[i], "json_same({a}, {b}): DataFusion {} vs DuckDB {}", ours[i], theirs[i]);
+    }
+    std::fs::remove_dir_all(&empty).ok();
+}

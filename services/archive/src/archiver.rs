@@ -80,7 +80,8 @@ pub struct Archiver {
     listed: std::collections::HashSet<(String, i32)>,
 }
 
-fn hour_of(ms: i64) -> i64 {
+/// The hour (since the epoch) of a millisecond timestamp: files never span two.
+pub fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(3_600_000)
 }
 

@@ -72,7 +72,10 @@ pub async fn build(engine: &LogEngine, lake: &Lake, queries: &[(&str, &str)], ve
         bar.set_message(name.to_string());
         let df = engine.ctx.sql(sql).await.map_err(|e| anyhow::anyhow!("dataset {name}: {e}"))?;
         let url = format!("{base}{name}/");
-        let written = df.write_parquet(&url, DataFrameWriteOptions::new(), None).await.map_err(|e| anyhow::anyhow!("writing dataset {name}: {e}"))?;
+        // Snappy, like the archived logs (DataFusion's own default is zstd).
+        let mut parquet = datafusion::config::TableParquetOptions::default();
+        parquet.global.compression = Some("snappy".into());
+        let written = df.write_parquet(&url, DataFrameWriteOptions::new(), Some(parquet)).await.map_err(|e| anyhow::anyhow!("writing dataset {name}: {e}"))?;
         let rows = written
             .iter()
             .filter_map(|b| b.column(0).as_any().downcast_ref::<arrow::array::UInt64Array>().map(|a| a.iter().flatten().sum::<u64>()))

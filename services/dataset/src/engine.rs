@@ -42,22 +42,12 @@ pub fn json_same_udf() -> ScalarUDF {
                 .map(|(x, y)| {
                     let (x, y) = (x?, y?);
                     let (x, y): (serde_json::Value, serde_json::Value) = (serde_json::from_str(x).ok()?, serde_json::from_str(y).ok()?);
-                    Some(same_json(&x, &y))
+                    Some(netgpt_core::json::same_json(&x, &y))
                 })
                 .collect();
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     )
-}
-
-fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
-    use serde_json::Value;
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w))),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_json(v, w)),
-        _ => a == b,
-    }
 }
 
 impl LogEngine {

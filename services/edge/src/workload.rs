@@ -492,14 +492,7 @@ pub fn plausible_mistake(catalog: &ToolCatalog, call: &Value, draw: f64) -> Opti
 }
 
 /// Exact-match comparison of two calls (numbers compared as numbers).
-pub fn same_call(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Object(x), Value::Object(y)) => x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_call(v, w))),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_call(v, w)),
-        _ => a == b,
-    }
-}
+pub use netgpt_core::json::same_json as same_call;
 
 #[cfg(test)]
 mod tests {

@@ -45,6 +45,27 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 100_000)]
         decisions: usize,
     },
+    /// Building the datasets from a simulated offload log (`netgpt simulate`,
+    /// written once and kept): DataFusion (`netgpt dataset build`) beside
+    /// DuckDB running the same SQL text on the same Parquet files.
+    Datasets {
+        #[arg(long, default_value_t = 10_000_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        /// Where the log is kept [default: $NETGPT_HOME/bench/offload-REQUESTS-SEED].
+        #[arg(long)]
+        lake: Option<std::path::PathBuf>,
+        /// Runs per engine, alternating; the best of each is compared.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+    },
+    /// Archiver throughput: the records of a simulated offload log produced to
+    /// the local broker, then archived into Parquet on a local folder.
+    Archive {
+        #[arg(long, default_value_t = 200_000)]
+        requests: u64,
+    },
     /// Raw produce and consume throughput against the broker (the local one
     /// when no cluster is configured).
     Broker {
@@ -66,6 +87,8 @@ pub async fn run(app: &crate::AppConfig, which: BenchCommand) -> anyhow::Result<
         }
         BenchCommand::Codec { records } => codec(records),
         BenchCommand::Router { decisions } => router(app, decisions),
+        BenchCommand::Datasets { requests, seed, lake, runs } => crate::bench_logs::datasets(app, requests, seed, lake, runs).await,
+        BenchCommand::Archive { requests } => crate::bench_logs::archive(app, requests).await,
         BenchCommand::Broker { messages, size, partitions } => broker(config.clone(), messages, size, partitions).await,
     }
 }

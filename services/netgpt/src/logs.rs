@@ -82,3 +82,57 @@ pub async fn dataset(app: &AppConfig, cmd: DatasetCommand) -> anyhow::Result<()>
         }
     }
 }
+
+#[derive(Args)]
+pub struct SimulateArgs {
+    /// Requests to simulate.
+    #[arg(long, default_value_t = 10_000)]
+    pub requests: u64,
+    #[arg(long, default_value_t = 11)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8)]
+    pub sites: u32,
+    /// Between two requests, in simulated milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: i64,
+    /// Where to write (a path or URL; archive.options apply). Must hold no
+    /// offload log yet: simulated objects beside real ones would mix into
+    /// queries and datasets, and their offsets would make an archiver skip real records.
+    #[arg(long)]
+    pub lake: String,
+}
+
+impl SimulateArgs {
+    pub fn spec(&self) -> netgpt_sim::offload::OffloadLogSpec {
+        netgpt_sim::offload::OffloadLogSpec { requests: self.requests, seed: self.seed, sites: self.sites, interval_ms: self.interval_ms, ..Default::default() }
+    }
+}
+
+/// The simulated pipeline's parts, from the configuration.
+pub fn sim_world(app: &AppConfig) -> anyhow::Result<netgpt_sim::offload::World> {
+    netgpt_sim::offload::World::load(app.router.clone(), app.cloud.simulated.clone())
+}
+
+/// Errors when `lake` already holds archived objects.
+pub async fn refuse_non_empty(lake: &Lake) -> anyhow::Result<()> {
+    for t in netgpt_core::topics::declared()? {
+        let table = netgpt_archive::schema::table_name(&t.name);
+        if !lake.objects(&table).await?.is_empty() {
+            anyhow::bail!("{} already holds offload logs (table {table}); simulate into an empty place", lake.location());
+        }
+    }
+    Ok(())
+}
+
+/// `netgpt simulate`: an offload log of simulated traffic straight into the lake.
+pub async fn simulate(app: &AppConfig, args: SimulateArgs) -> anyhow::Result<()> {
+    let lake = Lake::open(&args.lake, &app.archive.options)?;
+    refuse_non_empty(&lake).await?;
+    let world = sim_world(app)?;
+    let report = netgpt_sim::offload::write(&args.spec(), &world, &lake, true).await?;
+    println!("simulated {} requests into {}: {} records in {} Parquet files, {:.1} s ({:.0} records/s)", report.requests, lake.location(), report.records, report.files, report.seconds, report.records as f64 / report.seconds);
+    for (table, rows) in &report.rows {
+        println!("  {table:<18} {rows:>10} rows");
+    }
+    Ok(())
+}

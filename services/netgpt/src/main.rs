@@ -8,6 +8,7 @@ use netgpt_edge::stage::EdgeConfig;
 use serde::{Deserialize, Serialize};
 
 mod bench;
+mod bench_logs;
 mod demo;
 mod loadgen;
 mod logs;
@@ -79,6 +80,10 @@ enum Command {
         #[command(subcommand)]
         action: logs::DatasetCommand,
     },
+    /// Write an offload log of simulated traffic straight into the lake, without
+    /// a broker: a synthetic edge (right at the edge model's measured rates),
+    /// the real router, the simulated cloud. For trying SQL and benchmarks.
+    Simulate(logs::SimulateArgs),
     /// Print the effective configuration (defaults < --config < environment).
     Config,
 }
@@ -212,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Sql(args) => logs::sql(&app, args).await,
         Command::Dataset { action } => logs::dataset(&app, action).await,
+        Command::Simulate(args) => logs::simulate(&app, args).await,
         Command::Config => {
             println!("{}", toml::to_string_pretty(&app)?);
             Ok(())

@@ -5,7 +5,7 @@
 //! proposals of the same tier and outcome: the labelled proposals the router
 //! bundle was fitted on (`services/router/bundle/proposals.jsonl`). Its calls
 //! are the request's reference call, or a plausible mistake, or (when the drawn
-//! features say invalid) the reference without its first argument; each is
+//! features say invalid) the reference without a required argument; each is
 //! checked against the tool's schema like a real proposal.
 
 use std::collections::HashMap;
@@ -54,6 +54,15 @@ impl SyntheticEdge {
         self.accuracy.get(tier.as_str()).copied().unwrap_or(0.0)
     }
 
+    /// The call without its tool's first required argument: schema-invalid.
+    fn without_a_required_argument(&self, mut call: Value) -> Value {
+        let required = call.get("tool").and_then(Value::as_str).and_then(|t| self.catalog.get(t)).and_then(|t| t.args.iter().find(|a| a.required)).map(|a| a.name.clone());
+        if let (Some(name), Some(args)) = (required, call.get_mut("arguments").and_then(Value::as_object_mut)) {
+            args.remove(&name);
+        }
+        call
+    }
+
     /// The proposal for `request`, made at `at`.
     pub fn propose<R: Rng>(&self, rng: &mut R, request: &ToolRequest, at: TimestampMillis) -> EdgeProposal {
         let tier = request.eval_difficulty.unwrap_or(Difficulty::Medium);
@@ -64,8 +73,8 @@ impl SyntheticEdge {
         let reference: Option<Value> = request.eval_reference_call.as_deref().and_then(|r| serde_json::from_str(r).ok());
         let call = match reference {
             Some(reference) if right => reference,
-            Some(reference) if !features.schema_valid => without_first_argument(reference),
-            Some(reference) => plausible_mistake(self.catalog, &reference, rng.random()).unwrap_or_else(|| without_first_argument(reference)),
+            Some(reference) if !features.schema_valid => self.without_a_required_argument(reference),
+            Some(reference) => plausible_mistake(self.catalog, &reference, rng.random()).unwrap_or_else(|| self.without_a_required_argument(reference)),
             None => serde_json::json!({"tool": "open_ticket", "arguments": {}}),
         };
         let call_json = call.to_string();
@@ -86,15 +95,6 @@ impl SyntheticEdge {
             proposed_at: at,
         }
     }
-}
-
-fn without_first_argument(mut call: Value) -> Value {
-    if let Some(args) = call.get_mut("arguments").and_then(Value::as_object_mut)
-        && let Some(first) = args.keys().next().cloned()
-    {
-        args.remove(&first);
-    }
-    call
 }
 
 #[cfg(test)]

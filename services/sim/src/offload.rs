@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
-use netgpt_archive::archiver::write_object;
+use netgpt_archive::archiver::{hour_of, write_object};
 use netgpt_archive::schema::{Origin, arrow_schema, row, table_name};
 use netgpt_archive::store::Lake;
 use netgpt_cloud::simulated::{SimulatedCloud, SimulatedConfig};
@@ -111,11 +111,31 @@ pub struct OffloadLogReport {
     pub seconds: f64,
 }
 
+/// Where simulated records go: the lake ([`LakeWriter`]), a broker, memory.
+pub trait RecordSink {
+    /// One record of `topic`, stamped `timestamp_ms` (simulated time).
+    fn push(&mut self, topic: &str, record: AnyRecord, timestamp_ms: i64) -> impl std::future::Future<Output = anyhow::Result<()>> + Send;
+}
+
 /// Writes the log `spec` describes to `lake`.
 pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progress: bool) -> anyhow::Result<OffloadLogReport> {
+    let started = Instant::now();
+    let mut out = LakeWriter::new(lake, spec.max_rows_per_file)?;
+    simulate(spec, world, &mut out, show_progress).await?;
+    let mut report = out.finish().await?;
+    report.requests = spec.requests;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Runs the simulation `spec` describes, sending every record to `out` in time
+/// order (a cloud answer comes ~1 s after its request, after later requests'
+/// records, as it would reach Kafka).
+pub async fn simulate<S: RecordSink>(spec: &OffloadLogSpec, world: &World, out: &mut S, show_progress: bool) -> anyhow::Result<()> {
+    let mut pending = InTimeOrder::default();
     anyhow::ensure!(!spec.policies.is_empty(), "an offload log needs at least one router policy");
     anyhow::ensure!(spec.interval_ms > 0 && spec.telemetry_every_ms > 0 && spec.phase_ms > 0, "intervals must be positive");
-    let started = Instant::now();
+    anyhow::ensure!(spec.sites > 0, "an offload log needs at least one site");
     let mut rng = StdRng::seed_from_u64(spec.seed);
     let source = RequestSource::new(&spec.split, spec.sites)?;
     let mut links = SiteLinks::new(spec.sites, &world.settings.network);
@@ -125,7 +145,6 @@ pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progr
         .iter()
         .map(|name| Ok(RouterStage::new(world.settings.clone(), sites.clone(), LoadedPolicy::from_bundle(&world.bundle, name)?, None)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut out = LakeWriter::new(lake, spec.max_rows_per_file)?;
     let bar = netgpt_core::progress::bar(spec.requests, "simulating", show_progress);
     let mut next_telemetry = spec.start_ms;
     let mut phase = usize::MAX;
@@ -135,7 +154,7 @@ pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progr
             let t_s = (next_telemetry - spec.start_ms) as f64 / 1e3;
             for reading in links.readings(&mut rng, t_s, TimestampMillis(next_telemetry)) {
                 sites.update(&reading);
-                out.push(SITE_TELEMETRY, reading.into(), next_telemetry).await?;
+                pending.add(SITE_TELEMETRY, reading.into(), next_telemetry);
             }
             next_telemetry += spec.telemetry_every_ms;
         }
@@ -144,15 +163,16 @@ pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progr
             phase = now_phase;
             let name = &spec.policies[phase];
             let (_, version) = routers[phase].active();
-            out.push(POLICY_UPDATES, policy_update(world, name, version, t)?.into(), t).await?;
+            pending.add(POLICY_UPDATES, policy_update(world, name, version, t)?.into(), t);
         }
+        pending.release_until(t, out).await?;
         let request = source.request(&mut rng, TimestampMillis(t));
         if rng.random_bool(spec.undecodable_rate) {
-            out.push(DEAD_LETTER, undecodable(&mut rng, &request.to_bytes(), t).into(), t).await?;
+            pending.add(DEAD_LETTER, undecodable(&mut rng, &request.to_bytes(), t).into(), t);
             bar.inc(1);
             continue;
         }
-        let mut records: Vec<(&str, AnyRecord, i64)> = vec![(TOOL_REQUESTS, request.clone().into(), t)];
+        let mut records: Vec<(&'static str, AnyRecord, i64)> = vec![(TOOL_REQUESTS, request.clone().into(), t)];
         let proposal = world.edge.propose(&mut rng, &request, TimestampMillis(t + 2));
         let proposed = proposal.proposed_at.0 + proposal.edge_latency_ms.round() as i64;
         let proposal = netgpt_core::records::EdgeProposal { proposed_at: TimestampMillis(proposed), ..proposal };
@@ -177,17 +197,44 @@ pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progr
         for (topic, record, at) in records {
             let replay = rng.random_bool(spec.replay_rate);
             if replay {
-                out.push(topic, record.clone(), at).await?;
+                pending.add(topic, record.clone(), at);
             }
-            out.push(topic, record, at).await?;
+            pending.add(topic, record, at);
         }
         bar.inc(1);
     }
+    pending.release_until(i64::MAX, out).await?;
     bar.finish_and_clear();
-    let mut report = out.finish().await?;
-    report.requests = spec.requests;
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    Ok(())
+}
+
+/// Records waiting for their time, released oldest first (ties in the order added).
+#[derive(Default)]
+struct InTimeOrder {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, u64)>>,
+    records: HashMap<u64, (&'static str, AnyRecord)>,
+    next: u64,
+}
+
+impl InTimeOrder {
+    fn add(&mut self, topic: &'static str, record: AnyRecord, at: i64) {
+        self.heap.push(std::cmp::Reverse((at, self.next)));
+        self.records.insert(self.next, (topic, record));
+        self.next += 1;
+    }
+
+    async fn release_until<S: RecordSink>(&mut self, t: i64, out: &mut S) -> anyhow::Result<()> {
+        while let Some(std::cmp::Reverse((at, seq))) = self.heap.peek().copied() {
+            if at > t {
+                break;
+            }
+            self.heap.pop();
+            if let Some((topic, record)) = self.records.remove(&seq) {
+                out.push(topic, record, at).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 fn policy_update(world: &World, name: &str, version: &str, t: i64) -> anyhow::Result<PolicyUpdate> {
@@ -230,8 +277,8 @@ struct TableOut {
 }
 
 /// Rows into Parquet objects, the way the archiver lays them out: per topic
-/// partition (chosen from the record key, as the producer's partitioner
-/// would), one object per run of offsets within one hour.
+/// partition (chosen by an FNV-1a hash of the record key: stable, though not
+/// librdkafka's partitioner), one object per run of offsets within one hour.
 pub struct LakeWriter<'a> {
     lake: &'a Lake,
     tables: HashMap<String, TableOut>,
@@ -247,23 +294,6 @@ impl<'a> LakeWriter<'a> {
             tables.insert(t.name.clone(), TableOut { name: table_name(&t.name), schema: arrow_schema(&t.record)?, next_offset: vec![0; partitions], buffers: vec![Vec::new(); partitions] });
         }
         Ok(Self { lake, tables, max_rows: max_rows.max(1), report: OffloadLogReport::default() })
-    }
-
-    pub async fn push(&mut self, topic: &str, record: AnyRecord, timestamp_ms: i64) -> anyhow::Result<()> {
-        let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
-        let partition = (fnv1a(record.key().as_bytes()) % table.buffers.len() as u64) as usize;
-        let buffer = &mut table.buffers[partition];
-        let hour = |ms: i64| ms.div_euclid(3_600_000);
-        if buffer.first().is_some_and(|(_, o)| hour(o.timestamp_ms) != hour(timestamp_ms)) || buffer.len() >= self.max_rows {
-            let rows = std::mem::take(buffer);
-            Self::put(self.lake, table, partition, rows, &mut self.report).await?;
-        }
-        let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
-        let offset = table.next_offset[partition];
-        table.next_offset[partition] += 1;
-        table.buffers[partition].push((row(&record)?, Origin { partition: partition as i32, offset, timestamp_ms }));
-        self.report.records += 1;
-        Ok(())
     }
 
     async fn put(lake: &Lake, table: &TableOut, partition: usize, rows: Vec<(serde_json::Map<String, serde_json::Value>, Origin)>, report: &mut OffloadLogReport) -> anyhow::Result<()> {
@@ -285,6 +315,24 @@ impl<'a> LakeWriter<'a> {
             }
         }
         Ok(self.report)
+    }
+}
+
+impl RecordSink for LakeWriter<'_> {
+    async fn push(&mut self, topic: &str, record: AnyRecord, timestamp_ms: i64) -> anyhow::Result<()> {
+        let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
+        let partition = (fnv1a(record.key().as_bytes()) % table.buffers.len() as u64) as usize;
+        let buffer = &mut table.buffers[partition];
+        if buffer.first().is_some_and(|(_, o)| hour_of(o.timestamp_ms) != hour_of(timestamp_ms)) || buffer.len() >= self.max_rows {
+            let rows = std::mem::take(buffer);
+            Self::put(self.lake, table, partition, rows, &mut self.report).await?;
+        }
+        let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
+        let offset = table.next_offset[partition];
+        table.next_offset[partition] += 1;
+        table.buffers[partition].push((row(&record)?, Origin { partition: partition as i32, offset, timestamp_ms }));
+        self.report.records += 1;
+        Ok(())
     }
 }
 
