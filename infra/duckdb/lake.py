@@ -108,6 +108,8 @@ def cmd_compare(args):
     con = duckdb.connect()
     out = {}
     for d in sorted(glob.glob(os.path.join(args.left, "*"))):
+        if not (os.path.isdir(d) or d.endswith(".parquet")):
+            continue
         name = os.path.splitext(os.path.basename(d))[0]
         left = f"read_parquet('{d}/*.parquet')" if os.path.isdir(d) else f"read_parquet('{d}')"
         r = glob.glob(os.path.join(args.right, name)) + glob.glob(os.path.join(args.right, name + ".parquet"))

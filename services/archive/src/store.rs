@@ -72,6 +72,11 @@ impl Lake {
         format!("{}{}", self.base_url, self.root)
     }
 
+    /// The path of `relative` (slash-separated segments) under the lake's root.
+    pub fn path(&self, relative: &str) -> Path {
+        relative.split('/').filter(|s| !s.is_empty()).fold(self.root.clone(), |p, segment| p.join(segment))
+    }
+
     pub fn table_path(&self, table: &str) -> Path {
         self.root.clone().join(table)
     }

@@ -162,20 +162,26 @@ fn batch_tensors<R: rand::Rng>(tok: &Tokenizer, examples: &[Example], word_dropo
         let out = tok.encode_call(&e.call, &p.slots).ok_or_else(|| anyhow::anyhow!("cannot encode the call of {:?}", e.prompt))?;
         seqs.push((p.ids.len(), [p.ids, out].concat()));
     }
-    let t = seqs.iter().map(|(_, s)| s.len() - 1).max().unwrap_or(1);
+    Ok(pack_sequences(&seqs, device)?)
+}
+
+/// Teacher-forcing tensors for sequences of (prompt length, prompt + call ids):
+/// inputs `s[i]`, targets `s[i + 1]`, and a mask that is 1 where the target is
+/// a call token; every row padded to the longest.
+pub fn pack_sequences(seqs: &[(usize, Vec<u32>)], device: &Device) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let t = seqs.iter().map(|(_, s)| s.len().saturating_sub(1)).max().unwrap_or(1).max(1);
     let (mut inp, mut tgt, mut mask) = (Vec::new(), Vec::new(), Vec::new());
-    for (prompt_len, s) in &seqs {
+    for (prompt_len, s) in seqs {
         for i in 0..t {
             inp.push(s.get(i).copied().unwrap_or(PAD));
             tgt.push(s.get(i + 1).copied().unwrap_or(PAD));
             mask.push(if i + 1 >= *prompt_len && i + 1 < s.len() { 1f32 } else { 0.0 });
         }
     }
-    let b = examples.len();
+    let b = seqs.len();
     Ok((Tensor::from_vec(inp, (b, t), device)?, Tensor::from_vec(tgt, (b, t), device)?, Tensor::from_vec(mask, (b, t), device)?))
 }
 
-/// Mean negative log-likelihood of `targets` under `logits`, over `mask`.
 pub fn masked_nll(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     let logp = log_softmax(logits)?;
     let picked = logp.gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?.squeeze(D::Minus1)?;

@@ -99,7 +99,8 @@ impl EdgeStage {
     }
 }
 
-fn load_update(update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
+/// The model an update names, after checking its weights against the update's sha256.
+pub fn load_update(update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
     let dir = netgpt_core::config::local_path(&update.weights_uri)?;
     let digest = sha256_file(&dir.join(WEIGHTS_FILE))?;
     anyhow::ensure!(digest == update.weights_sha256, "weights checksum {digest} != {} named in the update", update.weights_sha256);

@@ -17,10 +17,7 @@ use netgpt_sim::offload::{OffloadLogSpec, RecordSink};
 
 use crate::AppConfig;
 use crate::logs::sim_world;
-
-fn netgpt_home() -> PathBuf {
-    std::env::var_os("NETGPT_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/netgpt"))
-}
+use netgpt_core::config::netgpt_home;
 
 fn dir_bytes(d: &Path) -> u64 {
     std::fs::read_dir(d).into_iter().flatten().flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) }).sum()

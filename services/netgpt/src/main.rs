@@ -16,6 +16,7 @@ mod stats;
 mod tail;
 mod tally;
 mod train;
+mod trainer;
 
 /// Every section of netgpt.toml: the core ones and each stage's own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ pub struct AppConfig {
     pub router: netgpt_router::RouterSettings,
     pub cloud: netgpt_cloud::CloudConfig,
     pub archive: netgpt_archive::ArchiveConfig,
+    #[serde(default)]
+    pub trainer: netgpt_trainer::TrainerConfig,
 }
 
 #[derive(Parser)]
@@ -71,6 +74,9 @@ enum Command {
         #[command(subcommand)]
         what: train::TrainCommand,
     },
+    /// Trainer rounds: RL of the edge model on the cloud's answers, gated,
+    /// stored and announced as a ModelUpdate.
+    Trainer(trainer::TrainerArgs),
     /// Held-out accuracy of an edge model, optionally with schema-constrained decoding.
     EvalEdge(train::EvalEdgeArgs),
     /// SQL over the offload logs (every archived topic is a table).
@@ -218,6 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql(args) => logs::sql(&app, args).await,
         Command::Dataset { action } => logs::dataset(&app, action).await,
         Command::Simulate(args) => logs::simulate(&app, args).await,
+        Command::Trainer(args) => trainer::run(&app, args).await,
         Command::Config => {
             println!("{}", toml::to_string_pretty(&app)?);
             Ok(())

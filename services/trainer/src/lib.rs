@@ -1,0 +1,33 @@
+//! netgpt-trainer: the edge model improves from what the cloud answered.
+//!
+//! A round ([`round`]) reads the newest datasets (cloud answers as targets),
+//! runs schema-preserving, SFT-anchored RL on a copy of the serving model
+//! ([`rl`], rollouts and rewards in [`rollout`]), measures the candidate
+//! against the serving model on the same held-out requests ([`gate`]), and
+//! only when the gate passes writes it to the object store at a
+//! content-addressed path and returns the `ModelUpdate` to publish.
+
+pub mod gate;
+pub mod rl;
+pub mod rollout;
+pub mod round;
+
+use serde::{Deserialize, Serialize};
+
+/// `[trainer]` in netgpt.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainerConfig {
+    /// A round needs at least this many learnable cloud targets ...
+    pub min_targets: usize,
+    /// ... and uses at most this many, the newest.
+    pub max_targets: usize,
+    pub rl: rl::RlConfig,
+    pub gate: gate::GateConfig,
+}
+
+impl Default for TrainerConfig {
+    fn default() -> Self {
+        Self { min_targets: 64, max_targets: 20_000, rl: rl::RlConfig::default(), gate: gate::GateConfig::default() }
+    }
+}
