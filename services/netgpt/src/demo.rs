@@ -217,7 +217,8 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     let archive = archive_task.await??;
     shutdown.cancel();
 
-    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    // Every stage has stopped: take the tally out (no lock is held across the awaits below).
+    let mut s = std::mem::take(&mut *state.lock().unwrap_or_else(|p| p.into_inner()));
     let mut out = String::new();
     use std::fmt::Write;
     writeln!(out, "\n== netgpt demo summary ({} s of load, broker {}) ==", seconds, config.kafka.bootstrap_servers)?;

@@ -79,19 +79,16 @@ pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<
     })
     .await??;
     let mut update = None;
-    match (&candidate, report.gate.accepted) {
-        (Some(c), true) => {
-            let u = store_model(lake, c, &current.version, serde_json::to_string(&report.gate.after)?).await?;
-            report.candidate_version = Some(u.version.clone());
-            if app.core.kafka.bootstrap_servers.trim().is_empty() {
-                println!("trainer: no kafka.bootstrap_servers configured: {} stored at {} but not announced", u.version, u.weights_uri);
-            } else {
-                let producer = Producer::new(&app.core.kafka)?;
-                producer.send(MODEL_UPDATES, &u).await.await.map_err(|e| anyhow::anyhow!("publishing the model update: {e}"))?;
-            }
-            update = Some(u);
+    if let (Some(c), true) = (&candidate, report.gate.accepted) {
+        let u = store_model(lake, c, &current.version, serde_json::to_string(&report.gate.after)?).await?;
+        report.candidate_version = Some(u.version.clone());
+        if app.core.kafka.bootstrap_servers.trim().is_empty() {
+            println!("trainer: no kafka.bootstrap_servers configured: {} stored at {} but not announced", u.version, u.weights_uri);
+        } else {
+            let producer = Producer::new(&app.core.kafka)?;
+            producer.send(MODEL_UPDATES, &u).await.await.map_err(|e| anyhow::anyhow!("publishing the model update: {e}"))?;
         }
-        _ => {}
+        update = Some(u);
     }
     let at = store_report(lake, &report).await?;
     print_report(&report, &at);

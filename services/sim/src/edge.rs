@@ -34,9 +34,9 @@ impl SyntheticEdge {
     pub fn from_proposals(proposals: &[LabelledProposal], model_version: &str) -> anyhow::Result<Self> {
         let mut pools: HashMap<(String, bool), Vec<ProposalFeatures>> = HashMap::new();
         for p in proposals {
-            pools.entry((p.tier.clone(), p.correct)).or_default().push(p.features.clone());
+            pools.entry((p.tier.clone(), p.correct)).or_default().push(p.features);
         }
-        let by_outcome = [false, true].map(|right| proposals.iter().filter(|p| p.correct == right).map(|p| p.features.clone()).collect::<Vec<_>>());
+        let by_outcome = [false, true].map(|right| proposals.iter().filter(|p| p.correct == right).map(|p| p.features).collect::<Vec<_>>());
         anyhow::ensure!(by_outcome.iter().all(|v| !v.is_empty()), "the labelled proposals need right and wrong examples");
         let mut accuracy = HashMap::new();
         for d in Difficulty::VARIANTS {

@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::rollout::{RewardConfig, Rollout, Target, advantages, rollouts, token_logprobs};
+use crate::rollout::{RewardConfig, Rollout, Sampling, Target, advantages, rollouts, token_logprobs};
 
 /// `[trainer.rl]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,7 +233,7 @@ pub fn train(cfg: &RlConfig, candidate: &EdgeAgent, old: &EdgeModel, targets: &[
         let picked: Vec<usize> = (0..cfg.prompts_per_iteration)
             .map(|_| if !wrong.is_empty() && rng.random_bool(cfg.disagreement_share) { wrong[rng.random_range(0..wrong.len())] } else { rng.random_range(0..targets.len()) })
             .collect();
-        let batch: Vec<Rollout> = rollouts(&candidate.model, candidate, targets, &picked, cfg.group_size, cfg.temperature, &cfg.reward, &mut rng)?;
+        let batch: Vec<Rollout> = rollouts(&candidate.model, candidate, targets, &picked, &Sampling { group: cfg.group_size, temperature: cfg.temperature, reward: &cfg.reward }, &mut rng)?;
         let adv = advantages(&batch);
         let seqs: Vec<(usize, Vec<u32>)> = batch.iter().map(|r| (r.prompt_ids.len(), [r.prompt_ids.clone(), r.out_ids.clone()].concat())).collect();
         let (inp, tgt, mask) = pack_sequences(&seqs, &Device::Cpu)?;
@@ -299,7 +299,7 @@ mod tests {
 
     fn packed(agent: &EdgeAgent, ts: &[Target], rng: &mut StdRng) -> (Vec<Rollout>, (Tensor, Tensor, Tensor)) {
         let picked: Vec<usize> = (0..ts.len()).collect();
-        let batch = rollouts(&agent.model, agent, ts, &picked, 2, 1.0, &RewardConfig::default(), rng).unwrap();
+        let batch = rollouts(&agent.model, agent, ts, &picked, &Sampling { group: 2, temperature: 1.0, reward: &RewardConfig::default() }, rng).unwrap();
         let seqs: Vec<(usize, Vec<u32>)> = batch.iter().map(|r| (r.prompt_ids.len(), [r.prompt_ids.clone(), r.out_ids.clone()].concat())).collect();
         (batch, pack_sequences(&seqs, &Device::Cpu).unwrap())
     }

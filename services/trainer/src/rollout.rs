@@ -116,8 +116,17 @@ fn categorical<R: Rng>(p: &[f32], rng: &mut R) -> u32 {
     (p.len() - 1) as u32
 }
 
-/// Rollouts for the targets `picked`, `group` per prompt, rewarded.
-pub fn rollouts<R: Rng>(model: &EdgeModel, agent: &EdgeAgent, targets: &[Target], picked: &[usize], group: usize, temperature: f64, reward_cfg: &RewardConfig, rng: &mut R) -> anyhow::Result<Vec<Rollout>> {
+/// How rollouts are drawn and scored.
+pub struct Sampling<'a> {
+    /// Calls per prompt.
+    pub group: usize,
+    pub temperature: f64,
+    pub reward: &'a RewardConfig,
+}
+
+/// Rollouts for the targets `picked`, `sampling.group` per prompt, rewarded.
+pub fn rollouts<R: Rng>(model: &EdgeModel, agent: &EdgeAgent, targets: &[Target], picked: &[usize], sampling: &Sampling<'_>, rng: &mut R) -> anyhow::Result<Vec<Rollout>> {
+    let (group, temperature, reward_cfg) = (sampling.group, sampling.temperature, sampling.reward);
     let mut out = Vec::with_capacity(picked.len() * group);
     for &i in picked {
         let t = &targets[i];
