@@ -165,10 +165,17 @@ pub fn request_draw(id: &uuid::Uuid, seed: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Active policies of earlier edge models kept for in-flight proposals.
+const PREVIOUS_MODELS: usize = 3;
+
 pub struct RouterStage {
     settings: RouterSettings,
     sites: SiteTable,
     active: LoadedPolicy,
+    /// Active policies fitted for earlier edge models, newest first: proposals
+    /// still in flight from an edge that has not switched yet keep the policy
+    /// fitted for their model, so router and edge switch together.
+    previous: VecDeque<LoadedPolicy>,
     shadow: Option<LoadedPolicy>,
     /// Recent decisions by request id, so a re-delivered proposal gets the same one.
     decided: HashMap<uuid::Uuid, RoutingDecision>,
@@ -177,7 +184,7 @@ pub struct RouterStage {
 
 impl RouterStage {
     pub fn new(settings: RouterSettings, sites: SiteTable, active: LoadedPolicy, shadow: Option<LoadedPolicy>) -> Self {
-        Self { settings, sites, active, shadow, decided: HashMap::new(), decided_order: VecDeque::new() }
+        Self { settings, sites, active, shadow, previous: VecDeque::new(), decided: HashMap::new(), decided_order: VecDeque::new() }
     }
 
     /// The configured policies from the configured bundle.
@@ -234,22 +241,41 @@ impl RouterStage {
         }
         match LoadedPolicy::from_update(u, &slot.scorer) {
             Ok(p) => {
-                tracing::info!(channel = %u.channel, from = %slot.version, to = %p.version, policy = p.name, "policy hot-reloaded");
-                *slot = p;
+                tracing::info!(channel = %u.channel, from = %slot.version, to = %p.version, policy = p.name, model = %p.model_version, "policy hot-reloaded");
+                let old = std::mem::replace(slot, p);
+                // A policy for a new edge model: keep the old model's for its proposals still in flight.
+                if u.channel == ACTIVE_CHANNEL && old.model_version != self.active.model_version {
+                    self.previous.retain(|q| q.model_version != old.model_version && q.model_version != self.active.model_version);
+                    self.previous.push_front(old);
+                    self.previous.truncate(PREVIOUS_MODELS);
+                }
             }
             Err(e) => tracing::error!(channel = %u.channel, version = %u.version, error = %e, "policy update not applied; keeping {}", slot.version),
         }
     }
 
+    /// The active policy fitted for `model_version`, or the newest one with a
+    /// note when none was (an update the router has not seen yet).
+    fn policy_for(&self, model_version: &str) -> (&LoadedPolicy, Option<String>) {
+        if self.active.model_version == model_version {
+            return (&self.active, None);
+        }
+        match self.previous.iter().find(|q| q.model_version == model_version) {
+            Some(q) => (q, None),
+            None => (&self.active, Some(format!("no policy fitted for edge model {model_version}; used {} (fitted for {})", self.active.version, self.active.model_version))),
+        }
+    }
+
     /// The decision for one proposal (pure apart from the site table and the clock).
     pub fn decide(&self, p: &EdgeProposal) -> RoutingDecision {
+        let (active, mismatch) = self.policy_for(&p.model_version);
         let site = self.sites.lookup(&p.request.site_id, p.proposed_at.0, &self.settings.network);
         let shape = RequestShape::of(&p.request);
         let cost = self.settings.cost.fallback_cost(&site.state, &shape, p.proposed_at.0);
         let features = ProposalFeatures::of(p);
         let input = |score| DecisionInput { prompt: &p.request.prompt, score, schema_valid: p.schema_valid, state: &site.state, shape: &shape, cost: &cost };
-        let score = self.active.scorer.score(&features);
-        let mut verdict = self.active.policy.decide(&input(score));
+        let score = active.scorer.score(&features);
+        let mut verdict = active.policy.decide(&input(score));
         let eps = self.settings.router.exploration_rate.clamp(0.0, 1.0);
         // Exploration only turns would-be edge answers into cloud calls; the bounds stay bounds.
         let explorable = verdict.reason != DecisionReason::FixedPlacement && verdict.placement == Placement::Edge;
@@ -263,7 +289,7 @@ impl RouterStage {
             1.0
         };
         let shadow = self.shadow.as_ref().map(|s| (s.name, s.policy.decide(&input(s.scorer.score(&features)))));
-        let detail = [verdict.detail.clone(), site.why.clone()].into_iter().flatten().collect::<Vec<_>>().join("; ");
+        let detail = [verdict.detail.clone(), site.why.clone(), mismatch].into_iter().flatten().collect::<Vec<_>>().join("; ");
         RoutingDecision {
             request_id: p.request.request_id,
             site_id: p.request.site_id.clone(),
@@ -274,10 +300,10 @@ impl RouterStage {
             reason_detail: (!detail.is_empty()).then_some(detail),
             network: site.state.snapshot(site.age_ms, site.conservative),
             fallback_cost: cost.delta,
-            policy_name: self.active.name.to_string(),
-            policy_version: self.active.version.clone(),
+            policy_name: active.name.to_string(),
+            policy_version: active.version.clone(),
             model_version: p.model_version.clone(),
-            scorer_version: self.active.scorer.version.clone(),
+            scorer_version: active.scorer.version.clone(),
             propensity,
             shadow_policy: shadow.as_ref().map(|(n, _)| n.to_string()),
             shadow_placement: shadow.as_ref().map(|(_, v)| v.placement),
@@ -555,6 +581,39 @@ mod tests {
         let AnyRecord::RoutingDecision(d) = &out[0].record else { panic!() };
         assert_eq!((d.shadow_policy.as_deref(), d.shadow_threshold), (Some("fixed"), Some(0.99)));
         assert_eq!(d.placement, Placement::Cloud);
+    }
+
+    #[test]
+    fn each_proposal_is_decided_by_the_policy_fitted_for_its_edge_model() {
+        let mut s = stage(crate::policy::PolicySpec::AllEdge, 0.0);
+        let update = PolicyUpdate {
+            channel: ACTIVE_CHANNEL.into(),
+            version: "p2".into(),
+            policy_name: "all-cloud".into(),
+            params_json: r#"{"policy":"all-cloud"}"#.into(),
+            weights_uri: None,
+            scorer_version: "s1".into(),
+            scorer_uri: None,
+            model_version: "m2".into(),
+            published_at: TimestampMillis::now(),
+        };
+        s.apply_update(&update);
+        let decide = |s: &RouterStage, model: &str| {
+            let mut p = proposal("S001", true, -0.01);
+            p.model_version = model.into();
+            s.decide(&p)
+        };
+        // m2 (the new model) → its policy; m1 (still in flight) → the policy fitted for m1.
+        assert_eq!((decide(&s, "m2").placement, decide(&s, "m2").policy_version.as_str()), (Placement::Cloud, "p2"));
+        assert_eq!((decide(&s, "m1").placement, decide(&s, "m1").policy_version.as_str()), (Placement::Edge, "p1"));
+        // A model no policy was fitted for: the newest policy, and the decision says so.
+        let d = decide(&s, "m3");
+        assert_eq!(d.policy_version, "p2");
+        assert!(d.reason_detail.unwrap_or_default().contains("no policy fitted for edge model m3"));
+        // A later policy for m2 replaces m2's and keeps m1's.
+        s.apply_update(&PolicyUpdate { version: "p3".into(), policy_name: "all-edge".into(), params_json: r#"{"policy":"all-edge"}"#.into(), ..update });
+        assert_eq!(decide(&s, "m2").policy_version, "p3");
+        assert_eq!(decide(&s, "m1").policy_version, "p1");
     }
 
     #[test]
