@@ -124,7 +124,7 @@ pub async fn store_report(lake: &Lake, report: &RoundReport) -> anyhow::Result<S
     let name = format!("{}-{}.json", report.started_at.replace([':', '.'], "-"), report.candidate_version.as_deref().unwrap_or("rejected"));
     let path = lake.path(&format!("trainer/rounds/{name}"));
     lake.store.put(&path, serde_json::to_vec_pretty(report)?.into()).await?;
-    Ok(path.to_string())
+    Ok(format!("{}{path}", lake.base_url))
 }
 
 #[cfg(test)]
