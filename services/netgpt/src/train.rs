@@ -155,6 +155,7 @@ pub fn labelled_proposals(app: &crate::AppConfig, n: usize, seed: u64, progress:
             correct,
             tier: r.eval_difficulty.map_or("UNLABELLED", |d| d.as_str()).to_string(),
             prompt: r.prompt,
+            weight: 1.0,
         });
         bar.inc(1);
     }

@@ -6,9 +6,10 @@ use clap::Args;
 use netgpt_archive::store::Lake;
 use netgpt_core::bus::Producer;
 use netgpt_core::records::ModelUpdate;
-use netgpt_core::topics::MODEL_UPDATES;
+use netgpt_core::topics::{MODEL_UPDATES, POLICY_UPDATES};
 use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
+use netgpt_trainer::refit::{load_label_rows, policy_update, refit, store_bundle};
 use netgpt_trainer::round::{load_targets, run_round, store_model, store_report};
 
 use crate::AppConfig;
@@ -79,20 +80,51 @@ pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<
     })
     .await??;
     let mut update = None;
-    if let (Some(c), true) = (&candidate, report.gate.accepted) {
-        let u = store_model(lake, c, &current.version, serde_json::to_string(&report.gate.after)?).await?;
+    if let (Some(mut c), true) = (candidate, report.gate.accepted) {
+        let u = store_model(lake, &c, &current.version, serde_json::to_string(&report.gate.after)?).await?;
         report.candidate_version = Some(u.version.clone());
-        if app.core.kafka.bootstrap_servers.trim().is_empty() {
-            println!("trainer: no kafka.bootstrap_servers configured: {} stored at {} but not announced", u.version, u.weights_uri);
-        } else {
-            let producer = Producer::new(&app.core.kafka)?;
-            producer.send(MODEL_UPDATES, &u).await.await.map_err(|e| anyhow::anyhow!("publishing the model update: {e}"))?;
+        c.version = u.version.clone();
+        // The router's scorer and policy, refitted for the new model; without them nothing is announced.
+        let rows = load_label_rows(lake).await?;
+        let (settings, refit_cfg, old) = (app.router.clone(), app.trainer.refit.clone(), current_bundle(app).ok());
+        let fitted = tokio::task::spawn_blocking(move || refit(&c, &rows, &settings, old.as_ref(), &refit_cfg)).await?;
+        match fitted {
+            Ok((bundle, proposals, refit_report)) => {
+                let uri = store_bundle(lake, &bundle, &proposals).await?;
+                let pu = policy_update(&bundle, &app.router.router.policy, &uri)?;
+                report.refit = Some(refit_report);
+                report.policy_version = Some(pu.version.clone());
+                publish(app, &pu, &u).await?;
+                update = Some(u);
+            }
+            Err(e) => {
+                report.gate.accepted = false;
+                report.gate.reasons.push(format!("the router could not be refitted for the new model, so neither is published: {e}"));
+            }
         }
-        update = Some(u);
     }
     let at = store_report(lake, &report).await?;
     print_report(&report, &at);
     Ok(update)
+}
+
+/// The router bundle in use (router.bundle_dir): its scorer is the "old scorer" of the refit report.
+fn current_bundle(app: &AppConfig) -> anyhow::Result<netgpt_router::bundle::RouterBundle> {
+    netgpt_router::bundle::RouterBundle::load(&app.router.router.bundle_dir)
+}
+
+/// Policy first, then model: the router knows the policy for the new model
+/// before any proposal of it can arrive (it keeps the old model's policy for
+/// proposals in flight).
+async fn publish(app: &AppConfig, policy: &netgpt_core::records::PolicyUpdate, model: &ModelUpdate) -> anyhow::Result<()> {
+    if app.core.kafka.bootstrap_servers.trim().is_empty() {
+        println!("trainer: no kafka.bootstrap_servers configured: {} and {} stored in the lake but not announced", model.version, policy.version);
+        return Ok(());
+    }
+    let producer = Producer::new(&app.core.kafka)?;
+    producer.send(POLICY_UPDATES, policy).await.await.map_err(|e| anyhow::anyhow!("publishing the policy update: {e}"))?;
+    producer.send(MODEL_UPDATES, model).await.await.map_err(|e| anyhow::anyhow!("publishing the model update: {e}"))?;
+    Ok(())
 }
 
 fn print_report(r: &netgpt_trainer::round::RoundReport, at: &str) {
@@ -108,8 +140,15 @@ fn print_report(r: &netgpt_trainer::round::RoundReport, at: &str) {
     let (b, a) = (&r.gate.before, &r.gate.after);
     println!("  held-out (as served)      task success {:.4} → {:.4}   schema-valid {:.4} → {:.4}", b.task_success, a.task_success, b.schema_valid, a.schema_valid);
     println!("  held-out (unconstrained)  task success {:.4} → {:.4}   schema-valid {:.4} → {:.4}", b.raw_task_success, a.raw_task_success, b.raw_schema_valid, a.raw_schema_valid);
+    if let Some(f) = &r.refit {
+        let old = f.old_scorer.as_ref().map_or("-".to_string(), |c| format!("{:.4}", c.ece));
+        println!(
+            "  router refit on {} labelled proposals ({} cloud-answered requests; candidate right on {:.3}): ECE old scorer {old}, new raw {:.4}, new calibrated {:.4} ({:.1} s)",
+            f.labelled, f.rows, f.candidate_accuracy, f.new_raw.ece, f.new_calibrated.ece, f.seconds
+        );
+    }
     match (&r.candidate_version, r.gate.accepted) {
-        (Some(v), true) => println!("  gate: accepted → {v}"),
+        (Some(v), true) => println!("  gate: accepted → {v}, policy {}", r.policy_version.as_deref().unwrap_or("-")),
         _ => println!("  gate: rejected: {}", r.gate.reasons.join("; ")),
     }
     println!("  RL {:.1} s, gate {:.1} s; report at {at}", r.rl_seconds, r.gate_seconds);

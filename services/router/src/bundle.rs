@@ -153,6 +153,13 @@ pub fn fit_bundle(mut proposals: Vec<LabelledProposal>, settings: &RouterSetting
     Ok((bundle, proposals))
 }
 
+/// The proposals `fit_bundle` held back for its report (it returns them
+/// shuffled; the last share is the test split no fit saw).
+pub fn test_split(shuffled: &[LabelledProposal]) -> &[LabelledProposal] {
+    let start = ((SCORER_TRAIN + SCORER_CALIBRATION + POLICY_FIT) * shuffled.len() as f64) as usize;
+    &shuffled[start.min(shuffled.len())..]
+}
+
 /// First 12 hex digits of the SHA-256 of `s`.
 pub fn short_hash(s: &str) -> String {
     use sha2::{Digest, Sha256};

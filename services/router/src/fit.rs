@@ -186,6 +186,15 @@ pub struct LabelledProposal {
     pub shape: RequestShape,
     pub correct: bool,
     pub tier: String,
+    /// Importance weight of the samples made from it: 1/propensity for a
+    /// proposal labelled from logs (only cloud-answered requests have a
+    /// label), 1 for a calibration run.
+    #[serde(default = "unit_weight")]
+    pub weight: f64,
+}
+
+fn unit_weight() -> f64 {
+    1.0
 }
 
 /// Simulated routing logs: each proposal seen under `per_proposal` network states.
@@ -213,7 +222,7 @@ pub fn simulate_samples(
                 cost: cost.fallback_cost(state, &p.shape, *at),
                 q_edge: f64::from(u8::from(p.correct)),
                 q_cloud,
-                weight: 1.0,
+                weight: p.weight,
             });
         }
     }

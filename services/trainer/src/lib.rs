@@ -5,9 +5,12 @@
 //! ([`rl`], rollouts and rewards in [`rollout`]), measures the candidate
 //! against the serving model on the same held-out requests ([`gate`]), and
 //! only when the gate passes writes it to the object store at a
-//! content-addressed path and returns the `ModelUpdate` to publish.
+//! content-addressed path; [`refit`] then fits the router's scorer and
+//! policies for it, so the `PolicyUpdate` and `ModelUpdate` published
+//! together name the same model.
 
 pub mod gate;
+pub mod refit;
 pub mod rl;
 pub mod rollout;
 pub mod round;
@@ -24,10 +27,11 @@ pub struct TrainerConfig {
     pub max_targets: usize,
     pub rl: rl::RlConfig,
     pub gate: gate::GateConfig,
+    pub refit: refit::RefitConfig,
 }
 
 impl Default for TrainerConfig {
     fn default() -> Self {
-        Self { min_targets: 64, max_targets: 20_000, rl: rl::RlConfig::default(), gate: gate::GateConfig::default() }
+        Self { min_targets: 64, max_targets: 20_000, rl: rl::RlConfig::default(), gate: gate::GateConfig::default(), refit: refit::RefitConfig::default() }
     }
 }

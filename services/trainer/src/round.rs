@@ -33,6 +33,9 @@ pub struct RoundReport {
     pub candidate_version: Option<String>,
     pub iterations: Vec<IterationStats>,
     pub gate: GateReport,
+    /// The router bundle refitted for the candidate, and the policy published from it.
+    pub refit: Option<crate::refit::RefitReport>,
+    pub policy_version: Option<String>,
     pub rl_seconds: f64,
     pub gate_seconds: f64,
     /// Why no RL ran, when it did not.
