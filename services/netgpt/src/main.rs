@@ -77,6 +77,11 @@ enum Command {
     /// Trainer rounds: RL of the edge model on the cloud's answers, gated,
     /// stored and announced as a ModelUpdate.
     Trainer(trainer::TrainerArgs),
+    /// The trainer's published edge models: list them, roll back to the previous one.
+    Model {
+        #[command(subcommand)]
+        action: trainer::ModelCommand,
+    },
     /// Held-out accuracy of an edge model, optionally with schema-constrained decoding.
     EvalEdge(train::EvalEdgeArgs),
     /// SQL over the offload logs (every archived topic is a table).
@@ -225,6 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dataset { action } => logs::dataset(&app, action).await,
         Command::Simulate(args) => logs::simulate(&app, args).await,
         Command::Trainer(args) => trainer::run(&app, args).await,
+        Command::Model { action } => trainer::model(&app, action).await,
         Command::Config => {
             println!("{}", toml::to_string_pretty(&app)?);
             Ok(())

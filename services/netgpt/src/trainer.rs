@@ -5,12 +5,13 @@ use std::time::Duration;
 use clap::Args;
 use netgpt_archive::store::Lake;
 use netgpt_core::bus::Producer;
-use netgpt_core::records::ModelUpdate;
-use netgpt_core::topics::{MODEL_UPDATES, POLICY_UPDATES};
+use netgpt_core::records::{ModelUpdate, PolicyUpdate};
+use netgpt_core::topics::MODEL_UPDATES;
 use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
-use netgpt_trainer::refit::{load_label_rows, policy_update, refit, store_bundle};
-use netgpt_trainer::round::{load_targets, run_round, store_model, store_report};
+use netgpt_router::bundle::RouterBundle;
+use netgpt_trainer::publish::{KafkaPublisher, NoPublisher, Publisher, RegistryEntry, RoundSetup, registry, rollback_pair};
+use netgpt_trainer::refit::policy_update;
 
 use crate::AppConfig;
 use crate::logs::open_lake;
@@ -65,66 +66,91 @@ async fn serving_model(app: &AppConfig) -> anyhow::Result<EdgeAgent> {
     EdgeAgent::load(&app.edge.model_dir, &app.edge.model_version)
 }
 
-/// One round: datasets, RL, gate, and (if accepted) the model stored and announced.
-pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<Option<ModelUpdate>> {
+/// One round: datasets, RL, gate, and (if accepted) model and refitted
+/// policy stored and announced together.
+pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<Option<(PolicyUpdate, ModelUpdate)>> {
     if build {
         let engine = LogEngine::open(lake).await?;
         netgpt_dataset::build::build(&engine, lake, netgpt_dataset::sql::DATASETS, None, true).await?;
     }
-    let (dataset_version, targets) = load_targets(lake, app.trainer.max_targets).await?;
-    let mut current = serving_model(app).await?;
-    let (cfg, constrained) = (app.trainer.clone(), app.edge.constrained_decoding);
-    let (candidate, mut report, current) = tokio::task::spawn_blocking(move || {
-        let (candidate, report) = run_round(&cfg, &mut current, &dataset_version, targets, constrained, true)?;
-        anyhow::Ok((candidate, report, current))
-    })
-    .await??;
-    let mut update = None;
-    if let (Some(mut c), true) = (candidate, report.gate.accepted) {
-        let u = store_model(lake, &c, &current.version, serde_json::to_string(&report.gate.after)?).await?;
-        report.candidate_version = Some(u.version.clone());
-        c.version = u.version.clone();
-        // The router's scorer and policy, refitted for the new model; without them nothing is announced.
-        let rows = load_label_rows(lake).await?;
-        let (settings, refit_cfg, old) = (app.router.clone(), app.trainer.refit.clone(), current_bundle(app).ok());
-        let fitted = tokio::task::spawn_blocking(move || refit(&c, &rows, &settings, old.as_ref(), &refit_cfg)).await?;
-        match fitted {
-            Ok((bundle, proposals, refit_report)) => {
-                let uri = store_bundle(lake, &bundle, &proposals).await?;
-                let pu = policy_update(&bundle, &app.router.router.policy, &uri)?;
-                report.refit = Some(refit_report);
-                report.policy_version = Some(pu.version.clone());
-                publish(app, &pu, &u).await?;
-                update = Some(u);
+    let current = serving_model(app).await?;
+    let setup = RoundSetup {
+        cfg: &app.trainer,
+        router: &app.router,
+        current_bundle: RouterBundle::load(&app.router.router.bundle_dir).ok(),
+        constrained: app.edge.constrained_decoding,
+        show_progress: true,
+    };
+    let publisher = publisher(app)?;
+    let outcome = netgpt_trainer::publish::round(setup, lake, current, publisher.as_ref()).await?;
+    print_report(&outcome.report, &outcome.report_url);
+    if outcome.published.is_some() && app.core.kafka.bootstrap_servers.trim().is_empty() {
+        println!("trainer: no kafka.bootstrap_servers configured: stored in the lake, not announced");
+    }
+    Ok(outcome.published)
+}
+
+fn publisher(app: &AppConfig) -> anyhow::Result<Box<dyn Publisher>> {
+    if app.core.kafka.bootstrap_servers.trim().is_empty() {
+        return Ok(Box::new(NoPublisher));
+    }
+    Ok(Box::new(KafkaPublisher(Producer::new(&app.core.kafka)?)))
+}
+
+#[derive(clap::Subcommand)]
+pub enum ModelCommand {
+    /// Go back to the model (and the router policy fitted for it) before the
+    /// newest one the trainer published: policy, then model, re-announced.
+    Rollback,
+    /// The trainer's published models, oldest first.
+    List,
+}
+
+pub async fn model(app: &AppConfig, cmd: ModelCommand) -> anyhow::Result<()> {
+    let lake = open_lake(app)?;
+    let entries = registry(&lake).await?;
+    match cmd {
+        ModelCommand::List => {
+            for e in &entries {
+                println!("{:<9} {:<18} parent {:<18} policy {:<40} published {}", e.kind, e.model.version, e.model.parent_version.as_deref().unwrap_or("-"), e.policy.version, e.model.published_at.0);
             }
-            Err(e) => {
-                report.gate.accepted = false;
-                report.gate.reasons.push(format!("the router could not be refitted for the new model, so neither is published: {e}"));
+            if entries.is_empty() {
+                println!("the trainer has published nothing yet");
             }
+            Ok(())
+        }
+        ModelCommand::Rollback => {
+            let entry = match rollback_pair(&entries)? {
+                Some(e) => e,
+                None => configured_pair(app, entries.last().and_then(|e| e.model.parent_version.clone()).unwrap_or_default())?,
+            };
+            publisher(app)?.publish(&entry.policy, &entry.model).await?;
+            netgpt_trainer::publish::record(&lake, &entry).await?;
+            println!("rolled back to {} with policy {}", entry.model.version, entry.policy.version);
+            Ok(())
         }
     }
-    let at = store_report(lake, &report).await?;
-    print_report(&report, &at);
-    Ok(update)
 }
 
-/// The router bundle in use (router.bundle_dir): its scorer is the "old scorer" of the refit report.
-fn current_bundle(app: &AppConfig) -> anyhow::Result<netgpt_router::bundle::RouterBundle> {
-    netgpt_router::bundle::RouterBundle::load(&app.router.router.bundle_dir)
-}
-
-/// Policy first, then model: the router knows the policy for the new model
-/// before any proposal of it can arrive (it keeps the old model's policy for
-/// proposals in flight).
-async fn publish(app: &AppConfig, policy: &netgpt_core::records::PolicyUpdate, model: &ModelUpdate) -> anyhow::Result<()> {
-    if app.core.kafka.bootstrap_servers.trim().is_empty() {
-        println!("trainer: no kafka.bootstrap_servers configured: {} and {} stored in the lake but not announced", model.version, policy.version);
-        return Ok(());
-    }
-    let producer = Producer::new(&app.core.kafka)?;
-    producer.send(POLICY_UPDATES, policy).await.await.map_err(|e| anyhow::anyhow!("publishing the policy update: {e}"))?;
-    producer.send(MODEL_UPDATES, model).await.await.map_err(|e| anyhow::anyhow!("publishing the model update: {e}"))?;
-    Ok(())
+/// The configured model and router policy as a pair to re-announce (the
+/// parent of the trainer's first model).
+fn configured_pair(app: &AppConfig, expect: String) -> anyhow::Result<RegistryEntry> {
+    anyhow::ensure!(expect == app.edge.model_version, "the parent {expect} is neither in the registry nor the configured edge model ({})", app.edge.model_version);
+    let dir = std::fs::canonicalize(&app.edge.model_dir)?;
+    let now = netgpt_core::avro::TimestampMillis::now();
+    let model = ModelUpdate {
+        channel: "edge".into(),
+        version: app.edge.model_version.clone(),
+        parent_version: None,
+        weights_uri: format!("file://{}", dir.display()),
+        weights_sha256: netgpt_edge::stage::sha256_file(&dir.join(netgpt_edge::agent::WEIGHTS_FILE))?,
+        metrics_json: "{}".into(),
+        published_at: now,
+    };
+    let bundle_dir = std::fs::canonicalize(&app.router.router.bundle_dir)?;
+    let bundle = RouterBundle::load(&bundle_dir)?;
+    let policy = PolicyUpdate { published_at: now, ..policy_update(&bundle, &app.router.router.policy, &format!("file://{}", bundle_dir.display()))? };
+    Ok(RegistryEntry { kind: "rollback".into(), policy, model })
 }
 
 fn print_report(r: &netgpt_trainer::round::RoundReport, at: &str) {

@@ -10,6 +10,7 @@
 //! together name the same model.
 
 pub mod gate;
+pub mod publish;
 pub mod refit;
 pub mod rl;
 pub mod rollout;

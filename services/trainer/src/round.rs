@@ -96,6 +96,16 @@ pub fn run_round(cfg: &TrainerConfig, current: &mut EdgeAgent, dataset_version: 
     Ok((Some(candidate), report))
 }
 
+/// The version a model is stored under: `edge-` and the first 12 hex digits
+/// of the sha256 of its weights file.
+pub fn content_version(agent: &EdgeAgent) -> anyhow::Result<String> {
+    let tmp = std::env::temp_dir().join(format!("netgpt-version-{}", std::process::id()));
+    agent.save(&tmp)?;
+    let sha: String = Sha256::digest(std::fs::read(tmp.join(WEIGHTS_FILE))?).iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::remove_dir_all(&tmp).ok();
+    Ok(format!("edge-{}", &sha[..12]))
+}
+
 /// Writes `agent` under `models/edge/edge-<sha12 of the weights>/` in the lake
 /// (content-addressed: the same weights always land in the same place) and
 /// returns the update that announces it, with `parent` as its parent version.

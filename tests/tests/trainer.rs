@@ -1,0 +1,120 @@
+//! The trainer against a real broker: a corrupted candidate is rejected by the
+//! gate and nothing changes downstream; an accepted one is stored and
+//! announced with the router policy refitted for it, and edge and router,
+//! catching up from the broker, switch together.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use std::time::Duration;
+
+use netgpt_archive::store::Lake;
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::bus::Producer;
+use netgpt_core::records::{Difficulty, EdgeProposal, ToolRequest};
+use netgpt_core::topics::{MODEL_UPDATES, POLICY_UPDATES};
+use netgpt_dataset::engine::LogEngine;
+use netgpt_edge::agent::EdgeAgent;
+use netgpt_edge::stage::{EdgeConfig, EdgeStage};
+use netgpt_router::bundle::RouterBundle;
+use netgpt_router::stage::{RouterStage, SiteTable};
+use netgpt_sim::offload::{OffloadLogSpec, World, write};
+use netgpt_tests::{TestBroker, read_topic, repo_root};
+use netgpt_trainer::TrainerConfig;
+use netgpt_trainer::gate::{GateConfig, judge, measure};
+use netgpt_trainer::publish::{KafkaPublisher, RoundSetup, conclude, registry, rollback_pair};
+use netgpt_trainer::refit::RefitConfig;
+use netgpt_trainer::rl::trainable_copy;
+use netgpt_trainer::round::RoundReport;
+
+fn proposal(model_version: &str) -> EdgeProposal {
+    EdgeProposal {
+        request: ToolRequest {
+            request_id: uuid::Uuid::new_v4(),
+            site_id: "S001".into(),
+            tenant: "noc".into(),
+            prompt: "list the alarms at site S001".into(),
+            tool_catalog_version: "v1".into(),
+            upload_bytes: 6100,
+            download_bytes: 300,
+            expected_output_tokens: 30,
+            created_at: TimestampMillis::now(),
+            eval_reference_call: None,
+            eval_difficulty: Some(Difficulty::Easy),
+        },
+        model_version: model_version.into(),
+        call_json: r#"{"tool":"list_alarms","arguments":{"site_id":"S001"}}"#.into(),
+        tool_name: Some("list_alarms".into()),
+        schema_valid: true,
+        schema_error: None,
+        mean_logprob: -0.01,
+        min_logprob: -0.05,
+        mean_entropy: 0.01,
+        output_tokens: 12,
+        edge_latency_ms: 2.0,
+        proposed_at: TimestampMillis::now(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_router_and_edge_together() {
+    let tb = TestBroker::start().await.unwrap();
+    let dir = std::env::temp_dir().join(format!("netgpt-trainer-test-{}", uuid::Uuid::new_v4().simple()));
+    let lake = Lake::open(&dir.display().to_string(), &Default::default()).unwrap();
+    let mut settings = netgpt_router::RouterSettings::defaults();
+    settings.router.bundle_dir = repo_root().join("services/router/bundle");
+    // Logs with cloud answers (simulated), and their datasets.
+    let world = World::load(settings.clone(), netgpt_cloud::CloudConfig::defaults().simulated).unwrap();
+    write(&OffloadLogSpec { requests: 2500, ..Default::default() }, &world, &lake, false).await.unwrap();
+    netgpt_dataset::build::build(&LogEngine::open(&lake).await.unwrap(), &lake, netgpt_dataset::sql::DATASETS, None, false).await.unwrap();
+
+    let cfg = TrainerConfig { gate: GateConfig { per_tier: 60, ..Default::default() }, refit: RefitConfig { proposals: 300, min_rows: 100, seed: 1 }, ..Default::default() };
+    let setup = RoundSetup { cfg: &cfg, router: &settings, current_bundle: RouterBundle::load(&settings.router.bundle_dir).ok(), constrained: true, show_progress: false };
+    let publisher = KafkaPublisher(Producer::new(&tb.kafka).unwrap());
+    let checkpoint = repo_root().join("services/edge/checkpoint");
+    let mut current = EdgeAgent::load(&checkpoint, "sft-base").unwrap();
+    current.constrained = true;
+    let before = measure(&mut current, true, &cfg.gate).unwrap();
+
+    // A corrupted candidate: one block's weights blown up.
+    let mut broken = trainable_copy(&current, "candidate").unwrap();
+    for (name, var) in broken.varmap.data().lock().unwrap().iter() {
+        if name.starts_with("block1.qkv") || name.starts_with("block1.ff1") {
+            var.set(&(var.as_tensor() * 50.0).unwrap()).unwrap();
+        }
+    }
+    let report = RoundReport { gate: judge(before.clone(), measure(&mut broken, true, &cfg.gate).unwrap(), &cfg.gate), ..Default::default() };
+    assert!(!report.gate.accepted, "the gate let a corrupted model through: {:?}", report.gate.after);
+    let out = conclude(&setup, &lake, "sft-base", Some(broken), report, &publisher).await.unwrap();
+    assert!(out.published.is_none() && !out.report.gate.reasons.is_empty());
+    assert!(!dir.join("models").exists() && !dir.join("router").exists(), "a rejected model or bundle was stored");
+    assert!(registry(&lake).await.unwrap().is_empty());
+    for topic in [MODEL_UPDATES, POLICY_UPDATES] {
+        assert!(read_topic(&tb.kafka, topic, 1, Duration::from_secs(3)).await.unwrap().is_empty(), "something was announced on {topic}");
+    }
+
+    // An accepted candidate (a copy of the serving model stands in for an RL result; the RL is tested in netgpt-trainer).
+    let mut same = trainable_copy(&current, "candidate").unwrap();
+    let report = RoundReport { gate: judge(before, measure(&mut same, true, &cfg.gate).unwrap(), &cfg.gate), ..Default::default() };
+    assert!(report.gate.accepted, "{:?}", report.gate.reasons);
+    let out = conclude(&setup, &lake, "sft-base", Some(same), report, &publisher).await.unwrap();
+    let (policy, model) = out.published.expect("an accepted round publishes");
+    assert_eq!(policy.model_version, model.version, "the policy names the model it was fitted for");
+    assert_eq!(model.parent_version.as_deref(), Some("sft-base"));
+    assert!(out.report.refit.is_some());
+    assert_eq!(registry(&lake).await.unwrap().len(), 1);
+
+    // Edge and router pick the pair up from the broker, as restarted stages do.
+    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true }).unwrap();
+    edge.catch_up(&tb.kafka).await.unwrap();
+    assert_eq!(edge.model_version(), model.version);
+    let mut router = RouterStage::load(settings.clone(), SiteTable::default()).unwrap();
+    let old_policy = router.active().1.to_string();
+    router.catch_up(&tb.kafka).await.unwrap();
+    assert_eq!(router.decide(&proposal(&model.version)).policy_version, policy.version, "new model, new policy");
+    assert_eq!(router.decide(&proposal("sft-base")).policy_version, old_policy, "in-flight proposals of the old model keep its policy");
+
+    // Rolling back from the first published model goes to the configured one, which the registry does not hold.
+    assert!(rollback_pair(&registry(&lake).await.unwrap()).unwrap().is_none());
+    std::fs::remove_dir_all(&dir).ok();
+    tb.broker.stop().await;
+}
