@@ -122,8 +122,9 @@ pub async fn model(app: &AppConfig, cmd: ModelCommand) -> anyhow::Result<()> {
         ModelCommand::Rollback => {
             let entry = match rollback_pair(&entries)? {
                 Some(e) => e,
-                None => configured_pair(app, entries.last().and_then(|e| e.model.parent_version.clone()).unwrap_or_default())?,
+                None => configured_pair(app, entries.last().and_then(|e| e.model.parent_version.clone()).unwrap_or_default(), netgpt_trainer::publish::rollback_stamp(&entries))?,
             };
+            anyhow::ensure!(!app.core.kafka.bootstrap_servers.trim().is_empty(), "a rollback is announced on the update topics: configure kafka.bootstrap_servers");
             publisher(app)?.publish(&entry.policy, &entry.model).await?;
             netgpt_trainer::publish::record(&lake, &entry).await?;
             println!("rolled back to {} with policy {}", entry.model.version, entry.policy.version);
@@ -134,10 +135,9 @@ pub async fn model(app: &AppConfig, cmd: ModelCommand) -> anyhow::Result<()> {
 
 /// The configured model and router policy as a pair to re-announce (the
 /// parent of the trainer's first model).
-fn configured_pair(app: &AppConfig, expect: String) -> anyhow::Result<RegistryEntry> {
+fn configured_pair(app: &AppConfig, expect: String, now: netgpt_core::avro::TimestampMillis) -> anyhow::Result<RegistryEntry> {
     anyhow::ensure!(expect == app.edge.model_version, "the parent {expect} is neither in the registry nor the configured edge model ({})", app.edge.model_version);
     let dir = std::fs::canonicalize(&app.edge.model_dir)?;
-    let now = netgpt_core::avro::TimestampMillis::now();
     let model = ModelUpdate {
         channel: "edge".into(),
         version: app.edge.model_version.clone(),
@@ -149,6 +149,7 @@ fn configured_pair(app: &AppConfig, expect: String) -> anyhow::Result<RegistryEn
     };
     let bundle_dir = std::fs::canonicalize(&app.router.router.bundle_dir)?;
     let bundle = RouterBundle::load(&bundle_dir)?;
+    anyhow::ensure!(bundle.model_version == app.edge.model_version, "the configured router bundle was fitted for {}, not {}", bundle.model_version, app.edge.model_version);
     let policy = PolicyUpdate { published_at: now, ..policy_update(&bundle, &app.router.router.policy, &format!("file://{}", bundle_dir.display()))? };
     Ok(RegistryEntry { kind: "rollback".into(), policy, model })
 }

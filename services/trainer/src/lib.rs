@@ -36,3 +36,12 @@ impl Default for TrainerConfig {
         Self { min_targets: 64, max_targets: 20_000, rl: rl::RlConfig::default(), gate: gate::GateConfig::default(), refit: refit::RefitConfig::default() }
     }
 }
+
+/// A fresh scratch folder name (process, time and a counter: calls running
+/// side by side never share one).
+pub(crate) fn scratch_dir(label: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    std::env::temp_dir().join(format!("netgpt-{label}-{}-{nanos}-{n}", std::process::id()))
+}

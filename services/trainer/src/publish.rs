@@ -116,10 +116,13 @@ pub async fn conclude(setup: &RoundSetup<'_>, lake: &Lake, current_version: &str
         let rows = load_label_rows(lake).await?;
         // The version is the weights' hash: known before anything is written.
         c.version = crate::round::content_version(&c)?;
+        // Labels for the router must describe the model as served.
+        c.constrained = setup.constrained;
         let (settings, refit_cfg, old) = (setup.router.clone(), setup.cfg.refit.clone(), setup.current_bundle.clone());
         let (fitted, c) = tokio::task::spawn_blocking(move || (refit(&c, &rows, &settings, old.as_ref(), &refit_cfg), c)).await?;
         match fitted {
             Ok((bundle, proposals, refit_report)) => {
+                anyhow::ensure!(bundle.model_version == c.version, "refitted for {} but the candidate is {}", bundle.model_version, c.version);
                 let model = store_model(lake, &c, current_version, serde_json::to_string(&report.gate.after)?).await?;
                 let uri = store_bundle(lake, &bundle, &proposals).await?;
                 let policy = policy_update(&bundle, &setup.router.router.policy, &uri)?;
@@ -141,16 +144,60 @@ pub async fn conclude(setup: &RoundSetup<'_>, lake: &Lake, current_version: &str
     Ok(RoundOutcome { report, report_url, published })
 }
 
+/// When a rollback is stamped: now, but never before the newest announcement
+/// (the router orders policy updates by this stamp; a host with a slow clock
+/// must not make its rollback look older than what it undoes).
+pub fn rollback_stamp(entries: &[RegistryEntry]) -> TimestampMillis {
+    let newest = entries.iter().map(|e| e.model.published_at.0.max(e.policy.published_at.0)).max().unwrap_or(0);
+    TimestampMillis(TimestampMillis::now().0.max(newest + 1))
+}
+
 /// The pair to go back to from the newest published one: its parent's
 /// registry entry re-stamped now, or None when the parent was never published
 /// by the trainer (the caller falls back to the configured model and bundle).
 pub fn rollback_pair(entries: &[RegistryEntry]) -> anyhow::Result<Option<RegistryEntry>> {
-    let newest = entries.last().ok_or_else(|| anyhow::anyhow!("the trainer has published nothing: there is nothing to roll back"))?;
+    let (newest, earlier) = entries.split_last().ok_or_else(|| anyhow::anyhow!("the trainer has published nothing: there is nothing to roll back"))?;
     let parent = newest.model.parent_version.clone().ok_or_else(|| anyhow::anyhow!("{} has no parent version", newest.model.version))?;
-    let now = TimestampMillis::now();
-    Ok(entries.iter().rev().find(|e| e.model.version == parent).map(|e| RegistryEntry {
+    anyhow::ensure!(parent != newest.model.version, "{} is its own parent: nothing to roll back to", parent);
+    let now = rollback_stamp(entries);
+    Ok(earlier.iter().rev().find(|e| e.model.version == parent).map(|e| RegistryEntry {
         kind: "rollback".into(),
         policy: PolicyUpdate { published_at: now, ..e.policy.clone() },
         model: ModelUpdate { published_at: now, ..e.model.clone() },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn entry(version: &str, parent: &str, at: i64) -> RegistryEntry {
+        let policy = PolicyUpdate {
+            channel: "router".into(),
+            version: format!("b-{version}/funcdyn"),
+            policy_name: "funcdyn".into(),
+            params_json: "{}".into(),
+            weights_uri: None,
+            scorer_version: "s".into(),
+            scorer_uri: None,
+            model_version: version.into(),
+            published_at: TimestampMillis(at),
+        };
+        let model = ModelUpdate { channel: "edge".into(), version: version.into(), parent_version: Some(parent.into()), weights_uri: "file:///x".into(), weights_sha256: "0".repeat(64), metrics_json: "{}".into(), published_at: TimestampMillis(at) };
+        RegistryEntry { kind: "publish".into(), policy, model }
+    }
+
+    #[test]
+    fn rollback_goes_to_the_parent_pair_stamped_after_everything_published() {
+        let far_future = TimestampMillis::now().0 + 3_600_000;
+        let entries = vec![entry("m1", "sft-base", 1), entry("m2", "m1", far_future)];
+        let back = rollback_pair(&entries).unwrap().unwrap();
+        assert_eq!((back.model.version.as_str(), back.policy.model_version.as_str(), back.kind.as_str()), ("m1", "m1", "rollback"));
+        assert!(back.model.published_at.0 > far_future && back.policy.published_at == back.model.published_at, "a rollback must look newer than what it undoes");
+        // The first model's parent is not in the registry: the caller falls back to the configured pair.
+        assert!(rollback_pair(&entries[..1]).unwrap().is_none());
+        assert!(rollback_pair(&[]).is_err());
+        assert!(rollback_pair(&[entry("m1", "m1", 1)]).is_err(), "a model that is its own parent has nothing to roll back to");
+    }
 }

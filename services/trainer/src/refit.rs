@@ -166,7 +166,7 @@ pub fn refit(agent: &EdgeAgent, rows: &[LabelRow], settings: &RouterSettings, ol
 /// Writes the bundle under `router/bundles/<version>/` in the lake (content-
 /// addressed: its version hashes scorer and policies); returns the folder's URL.
 pub async fn store_bundle(lake: &Lake, bundle: &RouterBundle, proposals: &[LabelledProposal]) -> anyhow::Result<String> {
-    let tmp = std::env::temp_dir().join(format!("netgpt-bundle-{}", std::process::id()));
+    let tmp = crate::scratch_dir("bundle");
     bundle.save(&tmp, proposals)?;
     let folder = format!("router/bundles/{}", bundle.version);
     for file in [BUNDLE_FILE, PROPOSALS_FILE] {

@@ -89,6 +89,8 @@ impl RlConfig {
         anyhow::ensure!(self.prompts_per_iteration > 0 && self.minibatch > 0 && self.epochs > 0, "trainer.rl sizes must be positive");
         anyhow::ensure!(self.clip_epsilon > 0.0 && self.clip_epsilon < 1.0, "trainer.rl.clip_epsilon must be in (0, 1)");
         anyhow::ensure!(self.temperature > 0.0, "trainer.rl.temperature must be positive");
+        anyhow::ensure!((0.0..=1.0).contains(&self.disagreement_share), "trainer.rl.disagreement_share must be in [0, 1]");
+        anyhow::ensure!(self.forward_kl == 0.0 || self.nll_batch > 0, "trainer.rl.nll_batch must be positive when forward_kl > 0");
         Ok(())
     }
 }
@@ -174,8 +176,12 @@ struct Terms {
 #[allow(clippy::too_many_arguments)]
 fn loss(cfg: &RlConfig, model: &EdgeModel, inp: &Tensor, tgt: &Tensor, mask: &Tensor, lp_behaviour: &Tensor, logp_old: &Tensor, adv: &Tensor, nll_batch: Option<&(Tensor, Tensor, Tensor)>) -> candle_core::Result<Terms> {
     let n = mask.sum_all()?.to_scalar::<f32>()?.max(1.0) as f64;
-    let (logp, lp) = token_logprobs(&model.forward(inp)?, tgt)?;
-    let ratio = (lp - lp_behaviour)?.exp()?;
+    let logits = model.forward(inp)?;
+    // ρ compares the sampling distribution (logits / T) of the two models; the KL is of the served one (T = 1).
+    let lp = token_logprobs(&(&logits / cfg.temperature)?, tgt)?.1;
+    let logp = log_softmax(&logits)?;
+    // Zero at masked (padding) positions before exp, so no overflow there can turn into 0·∞.
+    let ratio = ((lp - lp_behaviour)? * mask)?.exp()?;
     let eps = cfg.clip_epsilon;
     let s1 = ratio.broadcast_mul(adv)?;
     let s2 = ratio.clamp(1.0 - eps, 1.0 + eps)?.broadcast_mul(adv)?;
@@ -238,7 +244,7 @@ pub fn train(cfg: &RlConfig, candidate: &EdgeAgent, old: &EdgeModel, targets: &[
         let seqs: Vec<(usize, Vec<u32>)> = batch.iter().map(|r| (r.prompt_ids.len(), [r.prompt_ids.clone(), r.out_ids.clone()].concat())).collect();
         let (inp, tgt, mask) = pack_sequences(&seqs, &Device::Cpu)?;
         // Behaviour log-probs (the sampling model, before this iteration's updates) and the anchor's distribution.
-        let lp_behaviour = token_logprobs(&candidate.model.forward(&inp)?, &tgt)?.1.detach();
+        let lp_behaviour = token_logprobs(&(candidate.model.forward(&inp)? / cfg.temperature)?, &tgt)?.1.detach();
         let logp_old = log_softmax(&old.forward(&inp)?)?;
         let adv_t = Tensor::from_vec(adv.iter().map(|&a| a as f32).collect::<Vec<_>>(), (adv.len(), 1), &Device::Cpu)?;
         let mut it = IterationStats {
@@ -255,9 +261,13 @@ pub fn train(cfg: &RlConfig, candidate: &EdgeAgent, old: &EdgeModel, targets: &[
             for chunk in order.chunks(cfg.minibatch) {
                 let idx = Tensor::new(chunk, &Device::Cpu)?;
                 let pick = |t: &Tensor| t.index_select(&idx, 0);
-                let nll_targets: Vec<&Target> = (0..cfg.nll_batch).map(|_| &targets[rng.random_range(0..targets.len())]).collect();
-                let nll_batch = target_batch(candidate, &nll_targets)?;
-                let terms = loss(cfg, &candidate.model, &pick(&inp)?, &pick(&tgt)?, &pick(&mask)?, &pick(&lp_behaviour)?, &pick(&logp_old)?, &pick(&adv_t)?, Some(&nll_batch))?;
+                let nll_batch = if cfg.forward_kl > 0.0 {
+                    let nll_targets: Vec<&Target> = (0..cfg.nll_batch).map(|_| &targets[rng.random_range(0..targets.len())]).collect();
+                    Some(target_batch(candidate, &nll_targets)?)
+                } else {
+                    None
+                };
+                let terms = loss(cfg, &candidate.model, &pick(&inp)?, &pick(&tgt)?, &pick(&mask)?, &pick(&lp_behaviour)?, &pick(&logp_old)?, &pick(&adv_t)?, nll_batch.as_ref())?;
                 let norm = clipped_step(&mut opt, &candidate.varmap, &terms.total, cfg.max_grad_norm)?;
                 steps += 1;
                 it.loss += terms.total.to_scalar::<f32>()? as f64;
@@ -352,6 +362,8 @@ mod tests {
     #[test]
     fn learning_rates_above_1e_4_are_refused() {
         assert!(RlConfig { lr: 3e-4, ..Default::default() }.validate().is_err());
+        assert!(RlConfig { disagreement_share: 1.5, ..Default::default() }.validate().is_err());
+        assert!(RlConfig { nll_batch: 0, ..Default::default() }.validate().is_err());
         assert!(RlConfig::default().validate().is_ok());
     }
 

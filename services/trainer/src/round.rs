@@ -99,7 +99,7 @@ pub fn run_round(cfg: &TrainerConfig, current: &mut EdgeAgent, dataset_version: 
 /// The version a model is stored under: `edge-` and the first 12 hex digits
 /// of the sha256 of its weights file.
 pub fn content_version(agent: &EdgeAgent) -> anyhow::Result<String> {
-    let tmp = std::env::temp_dir().join(format!("netgpt-version-{}", std::process::id()));
+    let tmp = crate::scratch_dir("version");
     agent.save(&tmp)?;
     let sha: String = Sha256::digest(std::fs::read(tmp.join(WEIGHTS_FILE))?).iter().map(|b| format!("{b:02x}")).collect();
     std::fs::remove_dir_all(&tmp).ok();
@@ -110,7 +110,7 @@ pub fn content_version(agent: &EdgeAgent) -> anyhow::Result<String> {
 /// (content-addressed: the same weights always land in the same place) and
 /// returns the update that announces it, with `parent` as its parent version.
 pub async fn store_model(lake: &Lake, agent: &EdgeAgent, parent: &str, metrics_json: String) -> anyhow::Result<ModelUpdate> {
-    let tmp = std::env::temp_dir().join(format!("netgpt-candidate-{}", std::process::id()));
+    let tmp = crate::scratch_dir("candidate");
     agent.save(&tmp)?;
     let weights = std::fs::read(tmp.join(WEIGHTS_FILE))?;
     let sha: String = Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
