@@ -64,7 +64,7 @@ async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_rout
     settings.router.bundle_dir = repo_root().join("services/router/bundle");
     // Logs with cloud answers (simulated), and their datasets.
     let world = World::load(settings.clone(), netgpt_cloud::CloudConfig::defaults().simulated).unwrap();
-    write(&OffloadLogSpec { requests: 2500, ..Default::default() }, &world, &lake, false).await.unwrap();
+    write(&OffloadLogSpec { requests: 4000, ..Default::default() }, &world, &lake, false).await.unwrap();
     netgpt_dataset::build::build(&LogEngine::open(&lake).await.unwrap(), &lake, netgpt_dataset::sql::DATASETS, None, false).await.unwrap();
 
     let cfg = TrainerConfig { gate: GateConfig { per_tier: 60, ..Default::default() }, refit: RefitConfig { proposals: 300, min_rows: 100, seed: 1 }, ..Default::default() };

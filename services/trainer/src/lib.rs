@@ -18,6 +18,11 @@ pub mod round;
 
 use serde::{Deserialize, Serialize};
 
+/// Which logged requests the router refit labels (SQL over a request id
+/// column `{id}`): ids ending in 0-4, 5/16 ≈ 31 % of random UUIDs. RL trains
+/// on the others, so the refit measures the candidate on answers it did not learn.
+pub const REFIT_SIDE: &str = "substr({id}, 36, 1) IN ('0', '1', '2', '3', '4')";
+
 /// `[trainer]` in netgpt.toml.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -46,7 +46,7 @@ pub struct RefitConfig {
 
 impl Default for RefitConfig {
     fn default() -> Self {
-        Self { proposals: 3000, min_rows: 200, seed: 29 }
+        Self { proposals: 3000, min_rows: 100, seed: 29 }
     }
 }
 
@@ -59,7 +59,9 @@ pub struct LabelRow {
     pub cloud_call: Value,
 }
 
-/// Cloud-answered requests of the newest dataset build (routing samples with their cloud call).
+/// Cloud-answered requests of the newest dataset build (routing samples with
+/// their cloud call), those on the refit side (`REFIT_SIDE`): RL never trained
+/// on them, so the candidate's labels are not inflated by memorised answers.
 pub async fn load_label_rows(lake: &Lake) -> anyhow::Result<Vec<LabelRow>> {
     let manifest = netgpt_dataset::build::latest(lake).await?;
     let url = |name: &str| manifest.datasets.get(name).map(|d| d.url.clone()).ok_or_else(|| anyhow::anyhow!("dataset build {} has no {name}", manifest.version));
@@ -68,9 +70,12 @@ pub async fn load_label_rows(lake: &Lake) -> anyhow::Result<Vec<LabelRow>> {
     engine.ctx.register_parquet("refit_sft_targets", url("sft_targets")?.as_str(), ParquetReadOptions::default()).await?;
     let batches = engine
         .query(
-            "SELECT r.prompt, r.upload_bytes, r.download_bytes, r.expected_output_tokens, r.propensity, t.target_call \
-             FROM refit_routing_samples r JOIN refit_sft_targets t ON t.request_id = r.request_id \
-             WHERE r.answered_by = 'CLOUD' ORDER BY r.request_id",
+            &format!(
+                "SELECT r.prompt, r.upload_bytes, r.download_bytes, r.expected_output_tokens, r.propensity, t.target_call \
+                 FROM refit_routing_samples r JOIN refit_sft_targets t ON t.request_id = r.request_id \
+                 WHERE r.answered_by = 'CLOUD' AND {} ORDER BY r.request_id",
+                crate::REFIT_SIDE.replace("{id}", "r.request_id")
+            ),
         )
         .await?;
     let mut rows = Vec::new();

@@ -42,13 +42,16 @@ pub struct RoundReport {
     pub skipped: Option<String>,
 }
 
-/// The newest dataset build's cloud targets (`sft_targets`), newest first.
+/// The newest dataset build's cloud targets (`sft_targets`), newest first,
+/// without the requests kept for the router refit (`REFIT_SIDE`).
 pub async fn load_targets(lake: &Lake, limit: usize) -> anyhow::Result<(String, Vec<Target>)> {
     let manifest = netgpt_dataset::build::latest(lake).await?;
     let entry = manifest.datasets.get("sft_targets").ok_or_else(|| anyhow::anyhow!("dataset build {} has no sft_targets", manifest.version))?;
     let engine = LogEngine::open(lake).await?;
     engine.ctx.register_parquet("trainer_sft_targets", entry.url.as_str(), ParquetReadOptions::default()).await?;
-    let batches = engine.query(&format!("SELECT prompt, target_call, edge_agrees FROM trainer_sft_targets ORDER BY responded_at DESC LIMIT {limit}")).await?;
+    let batches = engine
+        .query(&format!("SELECT prompt, target_call, edge_agrees FROM trainer_sft_targets WHERE NOT {} ORDER BY responded_at DESC LIMIT {limit}", crate::REFIT_SIDE.replace("{id}", "request_id")))
+        .await?;
     let mut targets = Vec::new();
     for b in &batches {
         let text = |i: usize| arrow::compute::cast(b.column(i), &DataType::Utf8);
