@@ -56,20 +56,7 @@ impl EdgeStage {
             ProposeError::PromptTooLong { .. } => Rejection(e.to_string()),
             ProposeError::Model(m) => Rejection(format!("edge model failed on this request: {m}")),
         })?;
-        Ok(EdgeProposal {
-            request,
-            model_version: self.agent.version.clone(),
-            call_json: p.call_json,
-            tool_name: p.check.tool,
-            schema_valid: p.check.valid,
-            schema_error: p.check.error,
-            mean_logprob: p.mean_logprob,
-            min_logprob: p.min_logprob,
-            mean_entropy: p.mean_entropy,
-            output_tokens: p.output_tokens as i32,
-            edge_latency_ms: p.latency.as_secs_f64() * 1e3,
-            proposed_at: TimestampMillis::now(),
-        })
+        Ok(proposal_record(request, &self.agent.version, p, TimestampMillis::now()))
     }
 
     /// Applies the newest edge update already on the compacted update topic, so
@@ -96,6 +83,24 @@ impl EdgeStage {
             }
             Err(e) => tracing::error!(version = %update.version, uri = %update.weights_uri, error = %e, "model update not loaded; keeping {}", self.agent.version),
         }
+    }
+}
+
+/// The record of `agent`'s proposal `p` for `request`, made at `at`.
+pub fn proposal_record(request: ToolRequest, model_version: &str, p: crate::agent::Proposal, at: TimestampMillis) -> EdgeProposal {
+    EdgeProposal {
+        request,
+        model_version: model_version.to_string(),
+        call_json: p.call_json,
+        tool_name: p.check.tool,
+        schema_valid: p.check.valid,
+        schema_error: p.check.error,
+        mean_logprob: p.mean_logprob,
+        min_logprob: p.min_logprob,
+        mean_entropy: p.mean_entropy,
+        output_tokens: p.output_tokens as i32,
+        edge_latency_ms: p.latency.as_secs_f64() * 1e3,
+        proposed_at: at,
     }
 }
 

@@ -60,6 +60,16 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         runs: usize,
     },
+    /// Seconds per trainer round (RL, gate) and per router refit, on the
+    /// datasets of a simulated offload log (written once and kept).
+    Trainer {
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 11)]
+        seed: u64,
+        #[arg(long, default_value_t = 2)]
+        runs: usize,
+    },
     /// Archiver throughput: the records of a simulated offload log produced to
     /// the local broker, then archived into Parquet on a local folder.
     Archive {
@@ -88,6 +98,7 @@ pub async fn run(app: &crate::AppConfig, which: BenchCommand) -> anyhow::Result<
         BenchCommand::Codec { records } => codec(records),
         BenchCommand::Router { decisions } => router(app, decisions),
         BenchCommand::Datasets { requests, seed, lake, runs } => crate::bench_logs::datasets(app, requests, seed, lake, runs).await,
+        BenchCommand::Trainer { requests, seed, runs } => crate::bench_trainer::trainer(app, requests, seed, runs).await,
         BenchCommand::Archive { requests } => crate::bench_logs::archive(app, requests).await,
         BenchCommand::Broker { messages, size, partitions } => broker(config.clone(), messages, size, partitions).await,
     }

@@ -24,7 +24,7 @@ fn dir_bytes(d: &Path) -> u64 {
 }
 
 /// The log of `spec` at `dir`, written unless a complete one is there.
-async fn offload_log(app: &AppConfig, spec: &OffloadLogSpec, dir: &Path) -> anyhow::Result<Lake> {
+pub(crate) async fn offload_log(app: &AppConfig, spec: &OffloadLogSpec, dir: &Path) -> anyhow::Result<Lake> {
     let marker = dir.join(".complete.json");
     let want = serde_json::to_string_pretty(spec)?;
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(want.as_str()) {

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 mod bench;
 mod bench_logs;
+mod bench_trainer;
 mod demo;
+mod eval;
 mod loadgen;
 mod logs;
 mod stats;
@@ -81,6 +83,12 @@ enum Command {
     Model {
         #[command(subcommand)]
         action: trainer::ModelCommand,
+    },
+    /// The evaluation's experiments, in-process (same edge, router, cloud and
+    /// trainer code, no Kafka): numbers printed and written as CSV.
+    Eval {
+        #[command(subcommand)]
+        experiment: eval::EvalCommand,
     },
     /// Held-out accuracy of an edge model, optionally with schema-constrained decoding.
     EvalEdge(train::EvalEdgeArgs),
@@ -226,6 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = app.edge.model_dir.clone();
             tokio::task::spawn_blocking(move || train::eval_edge(&dir, args)).await?
         }
+        Command::Eval { experiment } => eval::run(&app, experiment).await,
         Command::Sql(args) => logs::sql(&app, args).await,
         Command::Dataset { action } => logs::dataset(&app, action).await,
         Command::Simulate(args) => logs::simulate(&app, args).await,

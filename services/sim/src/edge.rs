@@ -1,4 +1,7 @@
-//! A synthetic edge agent: not a model, a stand-in for offline logs whose size
+//! What answers at the edge in a simulation ([`Proposer`]): the real model
+//! ([`ModelEdge`], for controlled evaluations of it) or a synthetic agent.
+//!
+//! The synthetic edge agent is not a model but a stand-in for offline logs whose size
 //! makes running the real one impractical (benchmarks over millions of
 //! requests, SQL golden tests). It is right at the rate the real model was
 //! right per difficulty tier, and its proposal features are drawn from real
@@ -16,8 +19,32 @@ use netgpt_edge::catalog::ToolCatalog;
 use netgpt_edge::workload::plausible_mistake;
 use netgpt_router::fit::LabelledProposal;
 use netgpt_router::scorer::ProposalFeatures;
+use netgpt_edge::agent::EdgeAgent;
 use rand::Rng;
+use rand::rngs::StdRng;
 use serde_json::Value;
+
+/// The edge side of a simulation: a proposal for each request.
+pub trait Proposer: Send + Sync {
+    /// The proposal for `request`, started at `at` (simulated time).
+    fn propose(&self, rng: &mut StdRng, request: &ToolRequest, at: TimestampMillis) -> anyhow::Result<EdgeProposal>;
+    /// The version its proposals carry.
+    fn model_version(&self) -> &str;
+}
+
+/// The real edge model, run on every request (greedy decoding, as served).
+pub struct ModelEdge(pub EdgeAgent);
+
+impl Proposer for ModelEdge {
+    fn propose(&self, _: &mut StdRng, request: &ToolRequest, at: TimestampMillis) -> anyhow::Result<EdgeProposal> {
+        let p = self.0.propose(&request.prompt).map_err(|e| anyhow::anyhow!("edge model on request {}: {e}", request.request_id))?;
+        Ok(netgpt_edge::stage::proposal_record(request.clone(), &self.0.version, p, at))
+    }
+
+    fn model_version(&self) -> &str {
+        &self.0.version
+    }
+}
 
 pub struct SyntheticEdge {
     /// Features of real proposals by (tier, right).
@@ -64,7 +91,7 @@ impl SyntheticEdge {
     }
 
     /// The proposal for `request`, made at `at`.
-    pub fn propose<R: Rng>(&self, rng: &mut R, request: &ToolRequest, at: TimestampMillis) -> EdgeProposal {
+    pub fn propose_with<R: Rng>(&self, rng: &mut R, request: &ToolRequest, at: TimestampMillis) -> EdgeProposal {
         let tier = request.eval_difficulty.unwrap_or(Difficulty::Medium);
         let right = rng.random_bool(self.accuracy(tier));
         // A tier the real model never got wrong (or right) borrows that outcome's features from all tiers.
@@ -97,6 +124,16 @@ impl SyntheticEdge {
     }
 }
 
+impl Proposer for SyntheticEdge {
+    fn propose(&self, rng: &mut StdRng, request: &ToolRequest, at: TimestampMillis) -> anyhow::Result<EdgeProposal> {
+        Ok(self.propose_with(rng, request, at))
+    }
+
+    fn model_version(&self) -> &str {
+        &self.model_version
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,7 +153,7 @@ mod tests {
         let (mut right, mut n, mut invalid_checked) = (0, 0, 0);
         for _ in 0..3000 {
             let r = source.request(&mut rng, TimestampMillis(0));
-            let p = edge.propose(&mut rng, &r, TimestampMillis(5));
+            let p = edge.propose_with(&mut rng, &r, TimestampMillis(5));
             let reference: Value = serde_json::from_str(r.eval_reference_call.as_deref().unwrap()).unwrap();
             let call: Value = serde_json::from_str(&p.call_json).unwrap();
             right += usize::from(netgpt_edge::workload::same_call(&call, &reference));

@@ -33,7 +33,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::edge::SyntheticEdge;
+use crate::edge::{Proposer, SyntheticEdge};
 use crate::traffic::{RequestSource, SiteLinks};
 
 /// What to simulate.
@@ -81,11 +81,12 @@ impl Default for OffloadLogSpec {
     }
 }
 
-/// The parts that answer: synthetic edge, real router (bundle), simulated cloud.
+/// The parts that answer: an edge (synthetic or the real model), the real
+/// router (bundle), the simulated cloud.
 pub struct World {
     pub settings: RouterSettings,
     pub bundle: RouterBundle,
-    pub edge: SyntheticEdge,
+    pub edge: Box<dyn Proposer>,
     pub cloud: SimulatedCloud,
 }
 
@@ -95,8 +96,12 @@ impl World {
         let dir = settings.router.bundle_dir.clone();
         let bundle = RouterBundle::load(&dir)?;
         let edge = SyntheticEdge::from_proposals(&load_proposals(&dir)?, &bundle.model_version)?;
+        Ok(Self::new(settings, bundle, Box::new(edge), cloud))
+    }
+
+    pub fn new(settings: RouterSettings, bundle: RouterBundle, edge: Box<dyn Proposer>, cloud: SimulatedConfig) -> Self {
         let cloud = SimulatedCloud::new(SimulatedConfig { sleep: false, ..cloud }, settings.cost.clone());
-        Ok(Self { settings, bundle, edge, cloud })
+        Self { settings, bundle, edge, cloud }
     }
 }
 
@@ -173,7 +178,7 @@ pub async fn simulate<S: RecordSink>(spec: &OffloadLogSpec, world: &World, out: 
             continue;
         }
         let mut records: Vec<(&'static str, AnyRecord, i64)> = vec![(TOOL_REQUESTS, request.clone().into(), t)];
-        let proposal = world.edge.propose(&mut rng, &request, TimestampMillis(t + 2));
+        let proposal = world.edge.propose(&mut rng, &request, TimestampMillis(t + 2))?;
         let proposed = proposal.proposed_at.0 + proposal.edge_latency_ms.round() as i64;
         let proposal = netgpt_core::records::EdgeProposal { proposed_at: TimestampMillis(proposed), ..proposal };
         records.push((EDGE_PROPOSALS, proposal.clone().into(), proposed));

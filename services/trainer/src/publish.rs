@@ -98,6 +98,21 @@ pub struct RoundOutcome {
 /// downstream: no object under `models/`, no update, no registry entry.
 pub async fn round(setup: RoundSetup<'_>, lake: &Lake, mut current: EdgeAgent, publisher: &dyn Publisher) -> anyhow::Result<RoundOutcome> {
     let (dataset_version, targets) = load_targets(lake, setup.cfg.max_targets).await?;
+    // No candidate can be published without a router refit: with too few
+    // rows for one, RL would be wasted work.
+    let refit_rows = load_label_rows(lake).await?.len();
+    if refit_rows < setup.cfg.refit.min_rows {
+        let report = RoundReport {
+            started_at: chrono::Utc::now().to_rfc3339(),
+            dataset_version,
+            targets: targets.len(),
+            current_version: current.version.clone(),
+            skipped: Some(format!("{refit_rows} cloud-answered requests for the router refit, fewer than trainer.refit.min_rows = {}", setup.cfg.refit.min_rows)),
+            ..Default::default()
+        };
+        let report_url = store_report(lake, &report).await?;
+        return Ok(RoundOutcome { report, report_url, published: None });
+    }
     let (cfg, constrained, progress) = (setup.cfg.clone(), setup.constrained, setup.show_progress);
     let (candidate, report, current) = tokio::task::spawn_blocking(move || {
         let (candidate, report) = run_round(&cfg, &mut current, &dataset_version, targets, constrained, progress)?;

@@ -1,0 +1,291 @@
+//! `rl-rounds`: the edge model trained online, round after round, on the
+//! cloud answers of the traffic it served, with the router refitted for each
+//! new model — and what that does to the traffic.
+//!
+//! One run (an objective and a seed) in its own lake:
+//!
+//! ```text
+//! round r traffic: requests → the serving edge model (real, as served) → the
+//!                  router with the serving bundle's policy → kept edge answer
+//!                  or the simulated cloud → Parquet logs in the lake, tallied
+//! trainer round r: datasets built from all logs so far (DataFusion) → RL on a
+//!                  copy of the serving model → gate → if accepted, the router
+//!                  refitted for it; both stored in the lake → served in r+1
+//! ```
+//!
+//! The same code as `netgpt trainer --once` after `netgpt simulate`, except
+//! that the edge is the real model rather than the synthetic stand-in and
+//! nothing is announced on Kafka (the pair is loaded from the lake directly).
+//! Row r is the traffic served after r trainer rounds; its trainer columns
+//! describe the round trained on that traffic (none after the last).
+
+use std::path::{Path, PathBuf};
+
+use netgpt_archive::store::Lake;
+use netgpt_cloud::simulated::SimulatedConfig;
+use netgpt_core::AnyRecord;
+use netgpt_core::config::local_path;
+use netgpt_core::records::ModelUpdate;
+use netgpt_dataset::engine::LogEngine;
+use netgpt_edge::agent::EdgeAgent;
+use netgpt_edge::stage::EdgeConfig;
+use netgpt_router::RouterSettings;
+use netgpt_router::bundle::RouterBundle;
+use netgpt_sim::edge::ModelEdge;
+use netgpt_sim::offload::{LakeWriter, OffloadLogSpec, RecordSink, World, simulate};
+use netgpt_trainer::TrainerConfig;
+use netgpt_trainer::publish::{NoPublisher, RoundSetup};
+use serde::Serialize;
+
+use crate::tally::TallyState;
+
+/// What the experiment runs on: the configured edge model, router bundle,
+/// simulated cloud and trainer settings.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub edge: EdgeConfig,
+    pub router: RouterSettings,
+    pub cloud: SimulatedConfig,
+    pub trainer: TrainerConfig,
+}
+
+/// The RL objective of a run: the full one, or an ablation without one of its terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// PPO surrogate + β·KL(π_θ‖π_old) + γ·NLL(cloud targets).
+    SftAnchored,
+    /// β = 0: no trust region to the previous policy.
+    NoReverseKl,
+    /// γ = 0: no pull towards the cloud targets / SFT prior.
+    NoForwardKl,
+}
+
+impl Objective {
+    pub const ALL: [Objective; 3] = [Objective::SftAnchored, Objective::NoReverseKl, Objective::NoForwardKl];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Objective::SftAnchored => "sft-anchored",
+            Objective::NoReverseKl => "no-reverse-kl",
+            Objective::NoForwardKl => "no-forward-kl",
+        }
+    }
+
+    pub fn parse(s: &str) -> anyhow::Result<Self> {
+        Self::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| anyhow::anyhow!("unknown objective {s:?}: one of sft-anchored, no-reverse-kl, no-forward-kl"))
+    }
+
+    fn apply(self, cfg: &mut TrainerConfig) {
+        match self {
+            Objective::SftAnchored => {}
+            Objective::NoReverseKl => cfg.rl.reverse_kl = 0.0,
+            Objective::NoForwardKl => cfg.rl.forward_kl = 0.0,
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RlRoundsSpec {
+    /// Trainer rounds per run (the traffic is measured rounds + 1 times).
+    pub rounds: usize,
+    /// Requests of traffic per round.
+    pub requests: u64,
+    pub seeds: Vec<u64>,
+    pub objectives: Vec<Objective>,
+    /// Router policy served (from each round's bundle).
+    pub policy: String,
+    /// Request templates of the traffic: train, held-out or mixed.
+    pub split: String,
+    /// Each run's lake goes under here (replaced when it exists).
+    pub work_dir: PathBuf,
+    pub show_progress: bool,
+}
+
+/// The traffic of one round, and the trainer round that followed it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoundRow {
+    pub objective: String,
+    pub seed: u64,
+    pub round: usize,
+    pub model_version: String,
+    pub policy_version: String,
+    /// Final answers, and their shares answered by the cloud, sent there to explore,
+    /// right (equal to the request's reference call) and schema-valid.
+    pub answers: u64,
+    pub offload_rate: f64,
+    pub explored_rate: f64,
+    pub task_success: f64,
+    pub schema_valid: f64,
+    /// The edge model's own proposals on this traffic: exact and schema-valid shares.
+    pub edge_exact: f64,
+    pub edge_schema_valid: f64,
+    pub cost_per_1k: f64,
+    /// The trainer round on this traffic's logs (absent after the last round).
+    pub rl_targets: Option<usize>,
+    pub mean_reward: Option<f64>,
+    /// "accepted", "rejected" (by the gate or a failed refit) or "skipped" (too little data).
+    pub verdict: Option<String>,
+    pub reasons: Option<String>,
+    pub train_seconds: Option<f64>,
+}
+
+/// Every run of `spec`, one row per round; `on_row` sees each row as it is measured.
+pub async fn run(spec: &RlRoundsSpec, inputs: &Inputs, mut on_row: impl FnMut(&RoundRow)) -> anyhow::Result<Vec<RoundRow>> {
+    anyhow::ensure!(spec.requests > 0 && !spec.seeds.is_empty() && !spec.objectives.is_empty(), "rl-rounds needs requests, at least one seed and one objective");
+    inputs.trainer.rl.validate()?;
+    let mut rows = Vec::new();
+    for &objective in &spec.objectives {
+        for &seed in &spec.seeds {
+            let lake_dir = spec.work_dir.join(format!("{}-seed{seed}", objective.name()));
+            rows.extend(run_one(spec, inputs, objective, seed, &lake_dir, &mut on_row).await?);
+        }
+    }
+    Ok(rows)
+}
+
+/// The model served at the start of a round: the configured one, or the trainer's newest.
+enum Serving {
+    Configured,
+    Published(ModelUpdate),
+}
+
+impl Serving {
+    fn load(&self, edge: &EdgeConfig) -> anyhow::Result<EdgeAgent> {
+        let mut agent = match self {
+            Serving::Configured => EdgeAgent::load(&edge.model_dir, &edge.model_version)?,
+            Serving::Published(u) => netgpt_edge::stage::load_update(u)?,
+        };
+        agent.constrained = edge.constrained_decoding;
+        Ok(agent)
+    }
+}
+
+async fn run_one(spec: &RlRoundsSpec, inputs: &Inputs, objective: Objective, seed: u64, lake_dir: &Path, on_row: &mut impl FnMut(&RoundRow)) -> anyhow::Result<Vec<RoundRow>> {
+    if lake_dir.exists() {
+        std::fs::remove_dir_all(lake_dir)?;
+    }
+    std::fs::create_dir_all(lake_dir)?;
+    let lake = Lake::open(&lake_dir.display().to_string(), &Default::default())?;
+    let mut trainer = inputs.trainer.clone();
+    objective.apply(&mut trainer);
+    trainer.rl.seed = trainer.rl.seed.wrapping_add(seed);
+    let mut serving = Serving::Configured;
+    let mut bundle = RouterBundle::load(&inputs.router.router.bundle_dir)?;
+    let mut policy_version = format!("{}/{}", bundle.version, spec.policy);
+    let mut rows = Vec::new();
+    for round in 0..=spec.rounds {
+        let agent = serving.load(&inputs.edge)?;
+        anyhow::ensure!(bundle.model_version == agent.version, "the router bundle {} was fitted for {}, not the served {}", bundle.version, bundle.model_version, agent.version);
+        let mut row = RoundRow { objective: objective.name().into(), seed, round, model_version: agent.version.clone(), policy_version: policy_version.clone(), ..Default::default() };
+        let world = World::new(inputs.router.clone(), bundle.clone(), Box::new(ModelEdge(agent)), inputs.cloud.clone());
+        let tally = serve_traffic(spec, &world, &lake, seed, round).await?;
+        fill_traffic(&mut row, &tally, &spec.policy)?;
+        if round < spec.rounds {
+            let engine = LogEngine::open(&lake).await?;
+            netgpt_dataset::build::build(&engine, &lake, netgpt_dataset::sql::DATASETS, Some(format!("round-{round}")), false).await?;
+            let setup = RoundSetup { cfg: &trainer, router: &inputs.router, current_bundle: Some(bundle.clone()), constrained: inputs.edge.constrained_decoding, show_progress: spec.show_progress };
+            let outcome = netgpt_trainer::publish::round(setup, &lake, serving.load(&inputs.edge)?, &NoPublisher).await?;
+            let r = &outcome.report;
+            row.rl_targets = r.skipped.is_none().then_some(r.learnable_targets);
+            row.mean_reward = (!r.iterations.is_empty()).then(|| r.iterations.iter().map(|i| i.mean_reward).sum::<f64>() / r.iterations.len() as f64);
+            let verdict = if outcome.published.is_some() {
+                "accepted"
+            } else if r.skipped.is_some() {
+                "skipped"
+            } else {
+                "rejected"
+            };
+            row.verdict = Some(verdict.into());
+            row.reasons = r.skipped.clone().or_else(|| (!r.gate.reasons.is_empty()).then(|| r.gate.reasons.join("; ")));
+            row.train_seconds = Some(r.rl_seconds + r.gate_seconds + r.refit.as_ref().map_or(0.0, |f| f.seconds));
+            if let Some((policy, model)) = outcome.published {
+                let uri = policy.scorer_uri.as_deref().ok_or_else(|| anyhow::anyhow!("policy update {} names no bundle", policy.version))?;
+                bundle = RouterBundle::load(&local_path(uri)?)?;
+                policy_version = policy.version.clone();
+                serving = Serving::Published(model);
+            }
+        }
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// Writes the round's traffic to the lake and tallies it on the way.
+async fn serve_traffic(spec: &RlRoundsSpec, world: &World, lake: &Lake, seed: u64, round: usize) -> anyhow::Result<TallyState> {
+    const DAY_MS: i64 = 86_400_000;
+    let defaults = OffloadLogSpec::default();
+    let traffic = OffloadLogSpec {
+        requests: spec.requests,
+        seed: seed.wrapping_mul(1_000).wrapping_add(round as u64),
+        // One simulated day per round: rounds never share an hour partition.
+        start_ms: defaults.start_ms + round as i64 * DAY_MS,
+        policies: vec![spec.policy.clone()],
+        phase_ms: DAY_MS,
+        split: spec.split.clone(),
+        ..defaults
+    };
+    let mut sink = Tallied { lake: LakeWriter::new(lake, traffic.max_rows_per_file)?, tally: TallyState::default() };
+    simulate(&traffic, world, &mut sink, spec.show_progress).await?;
+    sink.lake.finish().await?;
+    Ok(sink.tally)
+}
+
+fn fill_traffic(row: &mut RoundRow, tally: &TallyState, policy: &str) -> anyhow::Result<()> {
+    let by_policy = tally.by_policy();
+    let t = by_policy.get(policy).ok_or_else(|| anyhow::anyhow!("no answer was decided by {policy}"))?;
+    let n = t.answers.max(1) as f64;
+    row.answers = t.answers;
+    row.offload_rate = t.cloud as f64 / n;
+    row.explored_rate = t.explored as f64 / n;
+    row.task_success = t.success as f64 / n;
+    row.schema_valid = t.schema_valid as f64 / n;
+    row.cost_per_1k = t.cost / n * 1_000.0;
+    let (proposals, exact, valid) = tally.by_tier.values().fold((0, 0, 0), |(p, e, v), t| (p + t.proposals, e + t.exact, v + t.schema_valid));
+    row.edge_exact = exact as f64 / proposals.max(1) as f64;
+    row.edge_schema_valid = valid as f64 / proposals.max(1) as f64;
+    Ok(())
+}
+
+/// The lake writer, with every record also shown to the tally.
+struct Tallied<'a> {
+    lake: LakeWriter<'a>,
+    tally: TallyState,
+}
+
+impl RecordSink for Tallied<'_> {
+    async fn push(&mut self, topic: &str, record: AnyRecord, timestamp_ms: i64) -> anyhow::Result<()> {
+        self.tally.observe(&record);
+        self.lake.push(topic, record, timestamp_ms).await
+    }
+}
+
+/// The rows as CSV (one header line, then one line per row).
+pub fn to_csv(rows: &[RoundRow]) -> String {
+    let mut out = String::from("objective,seed,round,model_version,policy_version,answers,offload_rate,explored_rate,task_success,schema_valid,edge_exact,edge_schema_valid,cost_per_1k,rl_targets,mean_reward,verdict,train_seconds\n");
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{}\n",
+            r.objective,
+            r.seed,
+            r.round,
+            r.model_version,
+            r.policy_version,
+            r.answers,
+            r.offload_rate,
+            r.explored_rate,
+            r.task_success,
+            r.schema_valid,
+            r.edge_exact,
+            r.edge_schema_valid,
+            r.cost_per_1k,
+            opt(r.rl_targets.map(|v| v.to_string())),
+            opt(r.mean_reward.map(|v| format!("{v:.6}"))),
+            opt(r.verdict.clone()),
+            opt(r.train_seconds.map(|v| format!("{v:.1}"))),
+        ));
+    }
+    out
+}
