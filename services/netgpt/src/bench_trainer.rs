@@ -57,8 +57,9 @@ pub async fn trainer(app: &AppConfig, requests: u64, seed: u64, runs: usize) -> 
         best_refit = best_refit.min(refit_seconds);
     }
     println!(
-        "\nbest of {}: RL round {best_rl:.1} s, gate {best_gate:.1} s, router refit {best_refit:.1} s (candle threads: RAYON_NUM_THREADS={})",
+        "\nbest of {}: RL round {best_rl:.1} s, gate {best_gate:.1} s, router refit {best_refit:.1} s ({} build; candle threads: RAYON_NUM_THREADS={})",
         runs.max(1),
+        if cfg!(debug_assertions) { "dev" } else { "release" },
         std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "unset".into())
     );
     Ok(())
