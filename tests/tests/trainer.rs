@@ -118,3 +118,44 @@ async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_rout
     std::fs::remove_dir_all(&dir).ok();
     tb.broker.stop().await;
 }
+
+/// With the lake on S3 (a real S3-compatible server, moto), what the trainer
+/// stores is what the edge and router load: both fetch the content-addressed
+/// folders through object_store and switch; an update naming a folder that is
+/// not there changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router() {
+    let s3 = netgpt_tests::S3Server::start().await.unwrap();
+    s3.create_bucket("netgpt-lake").await.unwrap();
+    let lake = Lake::open("s3://netgpt-lake/site-a", &s3.options()).unwrap();
+    let cache = std::env::temp_dir().join(format!("netgpt-fetch-test-{}", uuid::Uuid::new_v4().simple()));
+    let remote = netgpt_core::fetch::RemoteFolders { options: s3.options(), cache: cache.clone() };
+    let checkpoint = repo_root().join("services/edge/checkpoint");
+    let bundle_dir = repo_root().join("services/router/bundle");
+
+    // A "new" model: the shipped one under a content-addressed name, and a bundle fitted for it.
+    let agent = EdgeAgent::load(&checkpoint, "sft-base").unwrap();
+    let model = netgpt_trainer::round::store_model(&lake, &agent, "sft-base", "{}".into()).await.unwrap();
+    assert!(model.weights_uri.starts_with("s3://netgpt-lake/site-a/models/edge/"), "{}", model.weights_uri);
+    let bundle = RouterBundle { version: "router-s3test".into(), model_version: model.version.clone(), ..RouterBundle::load(&bundle_dir).unwrap() };
+    let bundle_uri = netgpt_trainer::refit::store_bundle(&lake, &bundle, &netgpt_router::bundle::load_proposals(&bundle_dir).unwrap()).await.unwrap();
+    let policy = netgpt_trainer::refit::policy_update(&bundle, "funcdyn", &bundle_uri).unwrap();
+
+    let mut settings = netgpt_router::RouterSettings::defaults();
+    settings.router.bundle_dir = bundle_dir;
+    let mut router = RouterStage::load(settings, SiteTable::default()).unwrap().with_remote(remote.clone());
+    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true }).unwrap().with_remote(remote);
+
+    // A model update whose folder is missing: refused, the old model keeps serving.
+    let missing = netgpt_core::records::ModelUpdate { version: "edge-000000000000".into(), weights_uri: format!("{}-missing", model.weights_uri), ..model.clone() };
+    edge.reload(&missing).await;
+    assert_eq!(edge.model_version(), "sft-base");
+
+    router.receive_update(policy.clone()).await;
+    edge.reload(&model).await;
+    assert_eq!(edge.model_version(), model.version, "the edge loads the model from S3");
+    assert_eq!(router.active().1, policy.version, "the router loads the bundle from S3");
+    assert_eq!(router.decide(&proposal(&model.version)).policy_version, policy.version);
+    assert!(cache.read_dir().unwrap().count() >= 2, "both folders were copied into the cache");
+    std::fs::remove_dir_all(&cache).ok();
+}

@@ -6,6 +6,7 @@ pub mod avro;
 pub mod broker;
 pub mod bus;
 pub mod config;
+pub mod fetch;
 pub mod json;
 pub mod metrics;
 pub mod progress;

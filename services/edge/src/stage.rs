@@ -12,7 +12,9 @@ use netgpt_core::topics::{EDGE_PROPOSALS, MODEL_UPDATES, TOOL_REQUESTS};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::agent::{EdgeAgent, ProposeError, WEIGHTS_FILE};
+use netgpt_core::fetch::RemoteFolders;
+
+use crate::agent::{CONFIG_FILE, EdgeAgent, ProposeError, TOKENIZER_FILE, WEIGHTS_FILE};
 
 /// `[edge]` in netgpt.toml.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,12 +33,20 @@ pub struct EdgeStage {
     agent: EdgeAgent,
     max_prompt_bytes: usize,
     constrained: bool,
+    /// Where published models on an object store are read from.
+    remote: RemoteFolders,
 }
 
 impl EdgeStage {
     pub fn new(mut agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
         agent.constrained = cfg.constrained_decoding;
-        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding }
+        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) }
+    }
+
+    /// Reads published models on an object store with these options (the lake's).
+    pub fn with_remote(mut self, remote: RemoteFolders) -> Self {
+        self.remote = remote;
+        self
     }
 
     pub fn load(cfg: &EdgeConfig) -> anyhow::Result<Self> {
@@ -65,17 +75,22 @@ impl EdgeStage {
     pub async fn catch_up(&mut self, kafka: &netgpt_core::config::KafkaConfig) -> anyhow::Result<()> {
         let updates: Vec<ModelUpdate> = netgpt_core::bus::latest_per_key(kafka, MODEL_UPDATES, std::time::Duration::from_secs(10)).await?;
         if let Some(u) = updates.iter().filter(|u| u.channel == "edge").max_by_key(|u| u.published_at) {
-            self.reload(u);
+            self.reload(u).await;
         }
         Ok(())
     }
 
-    /// Loads the model an update names; on any failure the current model stays.
-    fn reload(&mut self, update: &ModelUpdate) {
+    /// Loads the model an update names (from the object store when it is
+    /// remote); on any failure the current model stays.
+    pub async fn reload(&mut self, update: &ModelUpdate) {
         if update.version == self.agent.version {
             return;
         }
-        match load_update(update) {
+        let loaded = match self.remote.local_folder(&update.weights_uri, &[WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE]).await {
+            Ok(dir) => load_update_from(update, &dir),
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(mut agent) => {
                 agent.constrained = self.constrained;
                 tracing::info!(from = %self.agent.version, to = %update.version, "edge model hot-reloaded");
@@ -104,12 +119,16 @@ pub fn proposal_record(request: ToolRequest, model_version: &str, p: crate::agen
     }
 }
 
-/// The model an update names, after checking its weights against the update's sha256.
+/// The model an update names (a local folder), after checking its weights against the update's sha256.
 pub fn load_update(update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
-    let dir = netgpt_core::config::local_path(&update.weights_uri)?;
+    load_update_from(update, &netgpt_core::config::local_path(&update.weights_uri)?)
+}
+
+/// The model of `update` from `dir` (a local copy of its folder), checked against the update's sha256.
+pub fn load_update_from(update: &ModelUpdate, dir: &Path) -> anyhow::Result<EdgeAgent> {
     let digest = sha256_file(&dir.join(WEIGHTS_FILE))?;
     anyhow::ensure!(digest == update.weights_sha256, "weights checksum {digest} != {} named in the update", update.weights_sha256);
-    EdgeAgent::load(&dir, &update.version)
+    EdgeAgent::load(dir, &update.version)
 }
 
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
@@ -130,7 +149,7 @@ impl Stage for EdgeStage {
         match input.record {
             AnyRecord::ToolRequest(r) => Ok(vec![Outgoing::new(EDGE_PROPOSALS, self.propose(r)?)]),
             AnyRecord::ModelUpdate(u) => {
-                self.reload(&u);
+                self.reload(&u).await;
                 Ok(Vec::new())
             }
             other => Err(Rejection(format!("the edge stage takes ToolRequest and ModelUpdate records, not {}", other.record_name()))),

@@ -89,7 +89,7 @@ pub async fn start_router(app: &AppConfig, stop: &CancellationToken) -> anyhow::
     let sites = SiteTable::default();
     let ready = CancellationToken::new();
     let follower = tokio::spawn(follow_telemetry(app.core.kafka.clone(), sites.clone(), app.router.router.telemetry_lookback, ready.clone(), stop.clone()));
-    let mut router = RouterStage::load(app.router.clone(), sites)?;
+    let mut router = RouterStage::load(app.router.clone(), sites)?.with_remote(netgpt_core::fetch::RemoteFolders::new(app.archive.options.clone()));
     router.catch_up(&app.core.kafka).await?;
     // Decide with the backlog of telemetry, not the conservative default.
     if tokio::time::timeout(Duration::from_secs(10), ready.cancelled()).await.is_err() {
@@ -125,7 +125,7 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
         Err(e) => tracing::warn!("no admin server: {e:#}"),
     }
 
-    let mut edge = EdgeStage::load(&app.edge)?;
+    let mut edge = EdgeStage::load(&app.edge)?.with_remote(netgpt_core::fetch::RemoteFolders::new(app.archive.options.clone()));
     edge.catch_up(&config.kafka).await?;
     let model_version = edge.model_version().to_string();
     let bundle = RouterBundle::load(&app.router.router.bundle_dir)?;

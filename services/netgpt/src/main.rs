@@ -134,7 +134,7 @@ async fn serve(app: &AppConfig, which: StageName) -> anyhow::Result<()> {
     }
     let report = match which {
         StageName::Edge => {
-            let mut stage = netgpt_edge::stage::EdgeStage::load(&app.edge)?;
+            let mut stage = netgpt_edge::stage::EdgeStage::load(&app.edge)?.with_remote(netgpt_core::fetch::RemoteFolders::new(app.archive.options.clone()));
             stage.catch_up(&config.kafka).await?;
             go(stage, config, metrics, shutdown).await?
         }

@@ -6,7 +6,8 @@ use clap::Args;
 use netgpt_archive::store::Lake;
 use netgpt_core::bus::Producer;
 use netgpt_core::records::{ModelUpdate, PolicyUpdate};
-use netgpt_core::topics::MODEL_UPDATES;
+use netgpt_core::topics::{MODEL_UPDATES, POLICY_UPDATES};
+use netgpt_router::stage::ACTIVE_CHANNEL;
 use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
 use netgpt_router::bundle::RouterBundle;
@@ -66,6 +67,24 @@ async fn serving_model(app: &AppConfig) -> anyhow::Result<EdgeAgent> {
     EdgeAgent::load(&app.edge.model_dir, &app.edge.model_version)
 }
 
+/// The router bundle in use: the one the newest active `PolicyUpdate` names
+/// (after a published round), else the configured one. Only the refit
+/// report's calibration comparison reads it, so a bundle that cannot be
+/// loaded leaves that comparison out rather than failing the round.
+async fn serving_bundle(app: &AppConfig) -> Option<RouterBundle> {
+    if !app.core.kafka.bootstrap_servers.trim().is_empty() {
+        let updates: anyhow::Result<Vec<PolicyUpdate>> = netgpt_core::bus::latest_per_key(&app.core.kafka, POLICY_UPDATES, Duration::from_secs(10)).await;
+        let newest = updates.ok().and_then(|us| us.into_iter().filter(|u| u.channel == ACTIVE_CHANNEL).max_by_key(|u| u.published_at));
+        if let Some(uri) = newest.and_then(|u| u.scorer_uri) {
+            match netgpt_core::config::local_path(&uri).and_then(|dir| RouterBundle::load(&dir)) {
+                Ok(b) => return Some(b),
+                Err(e) => tracing::warn!(uri = %uri, error = %e, "the served router bundle could not be loaded; comparing with the configured one"),
+            }
+        }
+    }
+    RouterBundle::load(&app.router.router.bundle_dir).ok()
+}
+
 /// One round: datasets, RL, gate, and (if accepted) model and refitted
 /// policy stored and announced together.
 pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<Option<(PolicyUpdate, ModelUpdate)>> {
@@ -77,7 +96,7 @@ pub async fn round(app: &AppConfig, lake: &Lake, build: bool) -> anyhow::Result<
     let setup = RoundSetup {
         cfg: &app.trainer,
         router: &app.router,
-        current_bundle: RouterBundle::load(&app.router.router.bundle_dir).ok(),
+        current_bundle: serving_bundle(app).await,
         constrained: app.edge.constrained_decoding,
         show_progress: true,
     };

@@ -13,6 +13,7 @@ use std::time::Duration;
 use netgpt_core::AnyRecord;
 use netgpt_core::avro::TimestampMillis;
 use netgpt_core::config::KafkaConfig;
+use netgpt_core::fetch::RemoteFolders;
 use netgpt_core::records::{AgentResponse, CloudRequest, DecisionReason, EdgeProposal, Origin, Placement, PolicyUpdate, Record, RoutingDecision, SiteTelemetry};
 use netgpt_core::stage::{Incoming, Outgoing, Rejection, Stage};
 use netgpt_core::topics::{AGENT_RESPONSES, CLOUD_REQUESTS, EDGE_PROPOSALS, POLICY_UPDATES, ROUTING_DECISIONS, SITE_TELEMETRY};
@@ -180,11 +181,19 @@ pub struct RouterStage {
     /// Recent decisions by request id, so a re-delivered proposal gets the same one.
     decided: HashMap<uuid::Uuid, RoutingDecision>,
     decided_order: VecDeque<uuid::Uuid>,
+    /// Where published bundles on an object store are read from.
+    remote: RemoteFolders,
 }
 
 impl RouterStage {
     pub fn new(settings: RouterSettings, sites: SiteTable, active: LoadedPolicy, shadow: Option<LoadedPolicy>) -> Self {
-        Self { settings, sites, active, shadow, previous: VecDeque::new(), decided: HashMap::new(), decided_order: VecDeque::new() }
+        Self { settings, sites, active, shadow, previous: VecDeque::new(), decided: HashMap::new(), decided_order: VecDeque::new(), remote: RemoteFolders::new(Default::default()) }
+    }
+
+    /// Reads published bundles on an object store with these options (the lake's).
+    pub fn with_remote(mut self, remote: RemoteFolders) -> Self {
+        self.remote = remote;
+        self
     }
 
     /// The configured policies from the configured bundle.
@@ -211,9 +220,24 @@ impl RouterStage {
     pub async fn catch_up(&mut self, kafka: &KafkaConfig) -> anyhow::Result<()> {
         let updates: Vec<PolicyUpdate> = netgpt_core::bus::latest_per_key(kafka, POLICY_UPDATES, Duration::from_secs(10)).await?;
         for u in updates {
-            self.apply_update(&u);
+            self.receive_update(u).await;
         }
         Ok(())
+    }
+
+    /// An update as it arrives: a bundle on an object store is copied to a
+    /// local folder first, then the update is applied.
+    pub async fn receive_update(&mut self, mut u: PolicyUpdate) {
+        if let Some(uri) = u.scorer_uri.clone().filter(|uri| !netgpt_core::fetch::is_local(uri)) {
+            match self.remote.local_folder(&uri, &[crate::bundle::BUNDLE_FILE]).await {
+                Ok(dir) => u.scorer_uri = Some(dir.display().to_string()),
+                Err(e) => {
+                    tracing::error!(version = %u.version, uri = %uri, error = %e, "policy update's bundle not fetched; keeping the current policy");
+                    return;
+                }
+            }
+        }
+        self.apply_update(&u);
     }
 
     /// Switches the active or shadow policy; on any failure the old one stays.
@@ -380,7 +404,7 @@ impl Stage for RouterStage {
         match input.record {
             AnyRecord::EdgeProposal(p) => Ok(self.route(p)),
             AnyRecord::PolicyUpdate(u) => {
-                self.apply_update(&u);
+                self.receive_update(u).await;
                 Ok(Vec::new())
             }
             // Telemetry normally arrives through the follower; accept it here too.
