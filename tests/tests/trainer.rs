@@ -157,5 +157,14 @@ async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router
     assert_eq!(router.active().1, policy.version, "the router loads the bundle from S3");
     assert_eq!(router.decide(&proposal(&model.version)).policy_version, policy.version);
     assert!(cache.read_dir().unwrap().count() >= 2, "both folders were copied into the cache");
+
+    // A damaged cached copy is fetched again rather than refused for ever.
+    let cached = cache.read_dir().unwrap().flatten().map(|e| e.path()).find(|p| p.join(netgpt_edge::agent::WEIGHTS_FILE).exists()).unwrap();
+    std::fs::write(cached.join(netgpt_edge::agent::WEIGHTS_FILE), b"damaged").unwrap();
+    let mut another = EdgeStage::load(&EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true })
+        .unwrap()
+        .with_remote(netgpt_core::fetch::RemoteFolders { options: s3.options(), cache: cache.clone() });
+    another.reload(&model).await;
+    assert_eq!(another.model_version(), model.version);
     std::fs::remove_dir_all(&cache).ok();
 }

@@ -23,12 +23,25 @@ impl RemoteFolders {
         Self { options, cache: crate::config::netgpt_home().join("cache").join("updates") }
     }
 
+    /// Where the copy of `uri` is kept.
+    fn cached(&self, uri: &str) -> PathBuf {
+        self.cache.join(uri.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect::<String>())
+    }
+
+    /// Drops the cached copy of a remote `uri` (say, one that failed its
+    /// checksum), so the next `local_folder` fetches it again.
+    pub fn forget(&self, uri: &str) {
+        if !is_local(uri) {
+            std::fs::remove_dir_all(self.cached(uri)).ok();
+        }
+    }
+
     /// A local folder holding `files` of the folder at `uri`.
     pub async fn local_folder(&self, uri: &str, files: &[&str]) -> anyhow::Result<PathBuf> {
         if is_local(uri) {
             return crate::config::local_path(uri);
         }
-        let dir = self.cache.join(uri.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect::<String>());
+        let dir = self.cached(uri);
         if files.iter().all(|f| dir.join(f).is_file()) {
             return Ok(dir);
         }
