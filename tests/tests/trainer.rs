@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use netgpt_archive::store::Lake;
-use netgpt_core::avro::TimestampMillis;
 use netgpt_core::bus::Producer;
-use netgpt_core::records::{Difficulty, EdgeProposal, ToolRequest};
+use netgpt_core::records::EdgeProposal;
 use netgpt_core::topics::{MODEL_UPDATES, POLICY_UPDATES};
 use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
@@ -22,37 +21,14 @@ use netgpt_tests::{TestBroker, read_topic, repo_root};
 use netgpt_trainer::TrainerConfig;
 use netgpt_trainer::gate::{GateConfig, judge, measure};
 use netgpt_trainer::publish::{KafkaPublisher, RoundSetup, conclude, registry, rollback_pair};
-use netgpt_trainer::refit::RefitConfig;
+use netgpt_trainer::refit::{RefitConfig, load_label_rows};
 use netgpt_trainer::rl::trainable_copy;
 use netgpt_trainer::round::RoundReport;
 
+/// A proposal of `model_version` (the router's choice of policy depends on nothing else here).
 fn proposal(model_version: &str) -> EdgeProposal {
-    EdgeProposal {
-        request: ToolRequest {
-            request_id: uuid::Uuid::new_v4(),
-            site_id: "S001".into(),
-            tenant: "noc".into(),
-            prompt: "list the alarms at site S001".into(),
-            tool_catalog_version: "v1".into(),
-            upload_bytes: 6100,
-            download_bytes: 300,
-            expected_output_tokens: 30,
-            created_at: TimestampMillis::now(),
-            eval_reference_call: None,
-            eval_difficulty: Some(Difficulty::Easy),
-        },
-        model_version: model_version.into(),
-        call_json: r#"{"tool":"list_alarms","arguments":{"site_id":"S001"}}"#.into(),
-        tool_name: Some("list_alarms".into()),
-        schema_valid: true,
-        schema_error: None,
-        mean_logprob: -0.01,
-        min_logprob: -0.05,
-        mean_entropy: 0.01,
-        output_tokens: 12,
-        edge_latency_ms: 2.0,
-        proposed_at: TimestampMillis::now(),
-    }
+    use rand::SeedableRng;
+    EdgeProposal { model_version: model_version.into(), ..netgpt_core::samples::edge_proposal(&mut rand::rngs::StdRng::seed_from_u64(1)) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +60,7 @@ async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_rout
     }
     let report = RoundReport { gate: judge(before.clone(), measure(&mut broken, true, &cfg.gate).unwrap(), &cfg.gate), ..Default::default() };
     assert!(!report.gate.accepted, "the gate let a corrupted model through: {:?}", report.gate.after);
-    let out = conclude(&setup, &lake, "sft-base", Some(broken), report, &publisher).await.unwrap();
+    let out = conclude(&setup, &lake, "sft-base", Some(broken), report, load_label_rows(&lake).await.unwrap(), &publisher).await.unwrap();
     assert!(out.published.is_none() && !out.report.gate.reasons.is_empty());
     assert!(!dir.join("models").exists() && !dir.join("router").exists(), "a rejected model or bundle was stored");
     assert!(registry(&lake).await.unwrap().is_empty());
@@ -96,7 +72,7 @@ async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_rout
     let mut same = trainable_copy(&current, "candidate").unwrap();
     let report = RoundReport { gate: judge(before, measure(&mut same, true, &cfg.gate).unwrap(), &cfg.gate), ..Default::default() };
     assert!(report.gate.accepted, "{:?}", report.gate.reasons);
-    let out = conclude(&setup, &lake, "sft-base", Some(same), report, &publisher).await.unwrap();
+    let out = conclude(&setup, &lake, "sft-base", Some(same), report, load_label_rows(&lake).await.unwrap(), &publisher).await.unwrap();
     let (policy, model) = out.published.expect("an accepted round publishes");
     assert_eq!(policy.model_version, model.version, "the policy names the model it was fitted for");
     assert_eq!(model.parent_version.as_deref(), Some("sft-base"));
@@ -139,11 +115,11 @@ async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router
     assert!(model.weights_uri.starts_with("s3://netgpt-lake/site-a/models/edge/"), "{}", model.weights_uri);
     let bundle = RouterBundle { version: "router-s3test".into(), model_version: model.version.clone(), ..RouterBundle::load(&bundle_dir).unwrap() };
     let bundle_uri = netgpt_trainer::refit::store_bundle(&lake, &bundle, &netgpt_router::bundle::load_proposals(&bundle_dir).unwrap()).await.unwrap();
-    let policy = netgpt_trainer::refit::policy_update(&bundle, "funcdyn", &bundle_uri).unwrap();
+    let policy = bundle.policy_update("funcdyn", Some(&bundle_uri)).unwrap();
 
     let mut settings = netgpt_router::RouterSettings::defaults();
     settings.router.bundle_dir = bundle_dir;
-    let mut router = RouterStage::load(settings, SiteTable::default()).unwrap().with_remote(remote.clone());
+    let mut router = RouterStage::load(settings.clone(), SiteTable::default()).unwrap().with_remote(remote.clone());
     let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true }).unwrap().with_remote(remote);
 
     // A model update whose folder is missing: refused, the old model keeps serving.
@@ -159,12 +135,16 @@ async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router
     assert!(cache.read_dir().unwrap().count() >= 2, "both folders were copied into the cache");
 
     // A damaged cached copy is fetched again rather than refused for ever.
-    let cached = cache.read_dir().unwrap().flatten().map(|e| e.path()).find(|p| p.join(netgpt_edge::agent::WEIGHTS_FILE).exists()).unwrap();
-    std::fs::write(cached.join(netgpt_edge::agent::WEIGHTS_FILE), b"damaged").unwrap();
+    let cached_with = |file: &str| cache.read_dir().unwrap().flatten().map(|e| e.path()).find(|p| p.join(file).exists()).unwrap().join(file);
+    std::fs::write(cached_with(netgpt_edge::agent::WEIGHTS_FILE), b"damaged").unwrap();
+    std::fs::write(cached_with(netgpt_router::bundle::BUNDLE_FILE), b"damaged").unwrap();
     let mut another = EdgeStage::load(&EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true })
         .unwrap()
         .with_remote(netgpt_core::fetch::RemoteFolders { options: s3.options(), cache: cache.clone() });
     another.reload(&model).await;
     assert_eq!(another.model_version(), model.version);
+    let mut another_router = RouterStage::load(settings, SiteTable::default()).unwrap().with_remote(netgpt_core::fetch::RemoteFolders { options: s3.options(), cache: cache.clone() });
+    another_router.receive_update(policy.clone()).await;
+    assert_eq!(another_router.active().1, policy.version);
     std::fs::remove_dir_all(&cache).ok();
 }

@@ -50,8 +50,8 @@ impl Lake {
     /// Opens `url`: a plain path (created if missing) or any URL object_store
     /// understands, with `options` for its scheme.
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> anyhow::Result<Self> {
-        if !url.contains("://") || url.starts_with("file://") {
-            let dir = std::path::PathBuf::from(url.strip_prefix("file://").unwrap_or(url));
+        if netgpt_core::fetch::is_local(url) {
+            let dir = netgpt_core::config::local_path(url)?;
             std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("creating the lake folder {}: {e}", dir.display()))?;
             let dir = dir.canonicalize()?;
             // An unprefixed local store with absolute paths, the way query engines

@@ -28,12 +28,17 @@ impl RemoteFolders {
         self.cache.join(uri.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect::<String>())
     }
 
-    /// Drops the cached copy of a remote `uri` (say, one that failed its
-    /// checksum), so the next `local_folder` fetches it again.
-    pub fn forget(&self, uri: &str) {
-        if !is_local(uri) {
-            std::fs::remove_dir_all(self.cached(uri)).ok();
+    /// `load` run on a local folder holding `files` of the folder at `uri`.
+    /// When it fails on a cached copy of a remote folder (a damaged copy: a
+    /// checksum or parse error), the copy is dropped, fetched once more and
+    /// loaded again.
+    pub async fn load<T>(&self, uri: &str, files: &[&str], load: impl Fn(&std::path::Path) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let loaded = load(&self.local_folder(uri, files).await?);
+        if loaded.is_ok() || is_local(uri) {
+            return loaded;
         }
+        std::fs::remove_dir_all(self.cached(uri)).ok();
+        load(&self.local_folder(uri, files).await?)
     }
 
     /// A local folder holding `files` of the folder at `uri`.

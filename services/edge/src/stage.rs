@@ -80,23 +80,13 @@ impl EdgeStage {
         Ok(())
     }
 
-    async fn fetch_and_load(&self, update: &ModelUpdate) -> anyhow::Result<EdgeAgent> {
-        let dir = self.remote.local_folder(&update.weights_uri, &[WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE]).await?;
-        load_update_from(update, &dir)
-    }
-
     /// Loads the model an update names (from the object store when it is
     /// remote); on any failure the current model stays.
     pub async fn reload(&mut self, update: &ModelUpdate) {
         if update.version == self.agent.version {
             return;
         }
-        let mut loaded = self.fetch_and_load(update).await;
-        if loaded.is_err() && !netgpt_core::fetch::is_local(&update.weights_uri) {
-            // Perhaps a damaged cached copy: fetch it once more.
-            self.remote.forget(&update.weights_uri);
-            loaded = self.fetch_and_load(update).await;
-        }
+        let loaded = self.remote.load(&update.weights_uri, &[WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE], |dir| load_update_from(update, dir)).await;
         match loaded {
             Ok(mut agent) => {
                 agent.constrained = self.constrained;

@@ -11,12 +11,11 @@ use netgpt_core::metrics::{Metrics, serve_admin};
 use netgpt_core::records::Record;
 use netgpt_core::stage::{RunReport, Stage, run_stage};
 use netgpt_core::avro::TimestampMillis;
-use netgpt_core::records::PolicyUpdate;
 use netgpt_core::topics::{POLICY_UPDATES, TOOL_REQUESTS};
 use netgpt_cloud::stage::CloudGateway;
 use netgpt_edge::stage::EdgeStage;
 use netgpt_router::bundle::RouterBundle;
-use netgpt_router::stage::{ACTIVE_CHANNEL, RouterStage, SiteTable, follow_telemetry};
+use netgpt_router::stage::{RouterStage, SiteTable, follow_telemetry};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -98,22 +97,6 @@ pub async fn start_router(app: &AppConfig, stop: &CancellationToken) -> anyhow::
     Ok((router, follower))
 }
 
-/// The update that makes `name` from the bundle the router's active policy.
-fn policy_update(bundle: &RouterBundle, name: &str) -> anyhow::Result<PolicyUpdate> {
-    let spec = bundle.policy(name)?;
-    Ok(PolicyUpdate {
-        channel: ACTIVE_CHANNEL.into(),
-        version: format!("{}/{}", bundle.version, spec.name()),
-        policy_name: spec.name().into(),
-        params_json: serde_json::to_string(spec)?,
-        weights_uri: None,
-        scorer_version: bundle.scorer.version.clone(),
-        scorer_uri: None,
-        model_version: bundle.model_version.clone(),
-        published_at: TimestampMillis::now(),
-    })
-}
-
 async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyhow::Result<String> {
     let config = &app.core;
     let specs = netgpt_core::topics::declared()?;
@@ -166,7 +149,7 @@ async fn run_pipeline(app: &AppConfig, seconds: u64, rate: Option<f64>) -> anyho
     // One phase per policy: each phase's policy arrives as a PolicyUpdate and
     // the router hot-reloads it; decisions carry the policy that made them.
     let policies = if config.demo.policies.is_empty() { vec![app.router.router.policy.clone()] } else { config.demo.policies.clone() };
-    let updates = policies.iter().map(|p| policy_update(&bundle, p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let updates = policies.iter().map(|p| bundle.policy_update(p, None)).collect::<anyhow::Result<Vec<_>>>()?;
     let phase = Duration::from_secs_f64(seconds as f64 / updates.len() as f64);
     let switcher = {
         let (producer, interrupted) = (producer.clone(), interrupted.clone());

@@ -12,7 +12,6 @@ use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
 use netgpt_router::bundle::RouterBundle;
 use netgpt_trainer::publish::{KafkaPublisher, NoPublisher, Publisher, RegistryEntry, RoundSetup, registry, rollback_pair};
-use netgpt_trainer::refit::policy_update;
 
 use crate::AppConfig;
 use crate::logs::open_lake;
@@ -169,7 +168,7 @@ fn configured_pair(app: &AppConfig, expect: String, now: netgpt_core::avro::Time
     let bundle_dir = std::fs::canonicalize(&app.router.router.bundle_dir)?;
     let bundle = RouterBundle::load(&bundle_dir)?;
     anyhow::ensure!(bundle.model_version == app.edge.model_version, "the configured router bundle was fitted for {}, not {}", bundle.model_version, app.edge.model_version);
-    let policy = PolicyUpdate { published_at: now, ..policy_update(&bundle, &app.router.router.policy, &format!("file://{}", bundle_dir.display()))? };
+    let policy = PolicyUpdate { published_at: now, ..bundle.policy_update(&app.router.router.policy, Some(&format!("file://{}", bundle_dir.display())))? };
     Ok(RegistryEntry { kind: "rollback".into(), policy, model })
 }
 

@@ -12,12 +12,16 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
+use netgpt_core::avro::TimestampMillis;
+use netgpt_core::records::PolicyUpdate;
+
 use crate::RouterSettings;
 use crate::fit::{LabelledProposal, PolicyOutcome, evaluate, fit_fixed, fit_funcdyn, sample_states, simulate_samples};
 use crate::oracle::ScoreDistribution;
 use crate::policy::PolicySpec;
 use crate::policynet::PolicyNet;
 use crate::scorer::{CalibrationMethod, CalibrationReport, Scorer};
+use crate::stage::ACTIVE_CHANNEL;
 use crate::textclf::{TextClassifier, cut_for_cloud_fraction};
 
 pub const BUNDLE_FILE: &str = "bundle.json";
@@ -53,6 +57,24 @@ pub struct BundleReport {
 impl RouterBundle {
     pub fn policy(&self, name: &str) -> anyhow::Result<&PolicySpec> {
         self.policies.get(name).ok_or_else(|| anyhow::anyhow!("policy {name:?} is not in the router bundle (it has {:?})", self.policies.keys().collect::<Vec<_>>()))
+    }
+
+    /// The update that makes policy `name` of this bundle the router's active
+    /// policy for the bundle's model; `scorer_uri` names the folder the bundle
+    /// is stored in (None: the router keeps its scorer).
+    pub fn policy_update(&self, name: &str, scorer_uri: Option<&str>) -> anyhow::Result<PolicyUpdate> {
+        let spec = self.policy(name)?;
+        Ok(PolicyUpdate {
+            channel: ACTIVE_CHANNEL.into(),
+            version: format!("{}/{}", self.version, spec.name()),
+            policy_name: spec.name().to_string(),
+            params_json: serde_json::to_string(spec)?,
+            weights_uri: None,
+            scorer_version: self.scorer.version.clone(),
+            scorer_uri: scorer_uri.map(str::to_string),
+            model_version: self.model_version.clone(),
+            published_at: TimestampMillis::now(),
+        })
     }
 
     pub fn load(dir: &Path) -> anyhow::Result<Self> {

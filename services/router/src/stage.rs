@@ -229,7 +229,8 @@ impl RouterStage {
     /// local folder first, then the update is applied.
     pub async fn receive_update(&mut self, mut u: PolicyUpdate) {
         if let Some(uri) = u.scorer_uri.clone().filter(|uri| !netgpt_core::fetch::is_local(uri)) {
-            match self.remote.local_folder(&uri, &[crate::bundle::BUNDLE_FILE]).await {
+            // Loaded once here so that a damaged cached copy is fetched again.
+            match self.remote.load(&uri, &[crate::bundle::BUNDLE_FILE], |dir| RouterBundle::load(dir).map(|_| dir.to_path_buf())).await {
                 Ok(dir) => u.scorer_uri = Some(dir.display().to_string()),
                 Err(e) => {
                     tracing::error!(version = %u.version, uri = %uri, error = %e, "policy update's bundle not fetched; keeping the current policy");

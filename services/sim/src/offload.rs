@@ -28,7 +28,7 @@ use netgpt_core::records::{CloudRequest, DeadLetter, DeadLetterKind, Placement, 
 use netgpt_core::topics::*;
 use netgpt_router::RouterSettings;
 use netgpt_router::bundle::{RouterBundle, load_proposals};
-use netgpt_router::stage::{ACTIVE_CHANNEL, LoadedPolicy, RouterStage, SiteTable, edge_answer};
+use netgpt_router::stage::{LoadedPolicy, RouterStage, SiteTable, edge_answer};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -166,9 +166,8 @@ pub async fn simulate<S: RecordSink>(spec: &OffloadLogSpec, world: &World, out: 
         let now_phase = ((t - spec.start_ms) / spec.phase_ms) as usize % routers.len();
         if now_phase != phase {
             phase = now_phase;
-            let name = &spec.policies[phase];
-            let (_, version) = routers[phase].active();
-            pending.add(POLICY_UPDATES, policy_update(world, name, version, t)?.into(), t);
+            let update = PolicyUpdate { published_at: TimestampMillis(t), ..world.bundle.policy_update(&spec.policies[phase], None)? };
+            pending.add(POLICY_UPDATES, update.into(), t);
         }
         pending.release_until(t, out).await?;
         let request = source.request(&mut rng, TimestampMillis(t));
@@ -240,20 +239,6 @@ impl InTimeOrder {
         }
         Ok(())
     }
-}
-
-fn policy_update(world: &World, name: &str, version: &str, t: i64) -> anyhow::Result<PolicyUpdate> {
-    Ok(PolicyUpdate {
-        channel: ACTIVE_CHANNEL.into(),
-        version: version.to_string(),
-        policy_name: name.to_string(),
-        params_json: serde_json::to_string(world.bundle.policy(name)?)?,
-        weights_uri: None,
-        scorer_version: world.bundle.scorer.version.clone(),
-        scorer_uri: None,
-        model_version: world.bundle.model_version.clone(),
-        published_at: TimestampMillis(t),
-    })
 }
 
 /// A request whose bytes were cut short on the way: the edge's dead letter for it.

@@ -16,6 +16,11 @@ pub mod rl;
 pub mod rollout;
 pub mod round;
 
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::DataType;
+use datafusion::prelude::ParquetReadOptions;
+use netgpt_archive::store::Lake;
+use netgpt_dataset::engine::LogEngine;
 use serde::{Deserialize, Serialize};
 
 /// Which logged requests the router refit labels (SQL over a request id
@@ -49,4 +54,22 @@ pub(crate) fn scratch_dir(label: &str) -> std::path::PathBuf {
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     std::env::temp_dir().join(format!("netgpt-{label}-{}-{nanos}-{n}", std::process::id()))
+}
+
+/// A query engine over `lake` with the datasets `names` of the newest build
+/// registered as tables `dataset_<name>`; and that build's version.
+pub(crate) async fn newest_datasets(lake: &Lake, names: &[&str]) -> anyhow::Result<(String, LogEngine)> {
+    let manifest = netgpt_dataset::build::latest(lake).await?;
+    let engine = LogEngine::open(lake).await?;
+    for name in names {
+        let entry = manifest.datasets.get(*name).ok_or_else(|| anyhow::anyhow!("dataset build {} has no {name}", manifest.version))?;
+        engine.ctx.register_parquet(format!("dataset_{name}"), entry.url.as_str(), ParquetReadOptions::default()).await?;
+    }
+    Ok((manifest.version, engine))
+}
+
+/// Column `i` of `batch` as text (string views and dictionaries cast to UTF-8).
+pub(crate) fn text_column(batch: &RecordBatch, i: usize, what: &str) -> anyhow::Result<StringArray> {
+    let text = arrow::compute::cast(batch.column(i), &DataType::Utf8).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
+    text.as_any().downcast_ref::<StringArray>().cloned().ok_or_else(|| anyhow::anyhow!("{what} is not text"))
 }

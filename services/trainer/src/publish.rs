@@ -15,7 +15,7 @@ use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::TrainerConfig;
-use crate::refit::{load_label_rows, policy_update, refit, store_bundle};
+use crate::refit::{LabelRow, load_label_rows, refit, store_bundle};
 use crate::round::{RoundReport, load_targets, run_round, store_model, store_report};
 
 /// Where updates go: the update topics, or nowhere (a dry run).
@@ -100,14 +100,14 @@ pub async fn round(setup: RoundSetup<'_>, lake: &Lake, mut current: EdgeAgent, p
     let (dataset_version, targets) = load_targets(lake, setup.cfg.max_targets).await?;
     // No candidate can be published without a router refit: with too few
     // rows for one, RL would be wasted work.
-    let refit_rows = load_label_rows(lake).await?.len();
-    if refit_rows < setup.cfg.refit.min_rows {
+    let rows = load_label_rows(lake).await?;
+    if rows.len() < setup.cfg.refit.min_rows {
         let report = RoundReport {
             started_at: chrono::Utc::now().to_rfc3339(),
             dataset_version,
             targets: targets.len(),
             current_version: current.version.clone(),
-            skipped: Some(format!("{refit_rows} cloud-answered requests for the router refit, fewer than trainer.refit.min_rows = {}", setup.cfg.refit.min_rows)),
+            skipped: Some(format!("{} cloud-answered requests for the router refit, fewer than trainer.refit.min_rows = {}", rows.len(), setup.cfg.refit.min_rows)),
             ..Default::default()
         };
         let report_url = store_report(lake, &report).await?;
@@ -119,16 +119,15 @@ pub async fn round(setup: RoundSetup<'_>, lake: &Lake, mut current: EdgeAgent, p
         anyhow::Ok((candidate, report, current))
     })
     .await??;
-    conclude(&setup, lake, &current.version, candidate, report, publisher).await
+    conclude(&setup, lake, &current.version, candidate, report, rows, publisher).await
 }
 
 /// The end of a round for `candidate` (judged in `report.gate`): when
-/// accepted, the router refitted for it, both stored and announced, and a
-/// registry entry; when not, only the report is kept.
-pub async fn conclude(setup: &RoundSetup<'_>, lake: &Lake, current_version: &str, candidate: Option<EdgeAgent>, mut report: RoundReport, publisher: &dyn Publisher) -> anyhow::Result<RoundOutcome> {
+/// accepted, the router refitted for it on `rows` (`load_label_rows`), both
+/// stored and announced, and a registry entry; when not, only the report is kept.
+pub async fn conclude(setup: &RoundSetup<'_>, lake: &Lake, current_version: &str, candidate: Option<EdgeAgent>, mut report: RoundReport, rows: Vec<LabelRow>, publisher: &dyn Publisher) -> anyhow::Result<RoundOutcome> {
     let mut published = None;
     if let (Some(mut c), true) = (candidate, report.gate.accepted) {
-        let rows = load_label_rows(lake).await?;
         // The version is the weights' hash: known before anything is written.
         c.version = crate::round::content_version(&c)?;
         // Labels for the router must describe the model as served.
@@ -140,7 +139,7 @@ pub async fn conclude(setup: &RoundSetup<'_>, lake: &Lake, current_version: &str
                 anyhow::ensure!(bundle.model_version == c.version, "refitted for {} but the candidate is {}", bundle.model_version, c.version);
                 let model = store_model(lake, &c, current_version, serde_json::to_string(&report.gate.after)?).await?;
                 let uri = store_bundle(lake, &bundle, &proposals).await?;
-                let policy = policy_update(&bundle, &setup.router.router.policy, &uri)?;
+                let policy = bundle.policy_update(&setup.router.router.policy, Some(&uri))?;
                 anyhow::ensure!(policy.model_version == model.version, "refitted for {} but storing {}", policy.model_version, model.version);
                 report.candidate_version = Some(model.version.clone());
                 report.refit = Some(refit_report);

@@ -12,13 +12,8 @@
 //! The scorer's fit is unweighted. Without exploration data the refit sees
 //! only the hard cases; the router's `exploration_rate` is what provides it.
 
-use arrow::array::{Array, Float64Array, Int32Array, Int64Array, StringArray};
-use arrow::datatypes::DataType;
-use datafusion::prelude::ParquetReadOptions;
+use arrow::array::{Array, Float64Array, Int32Array, Int64Array};
 use netgpt_archive::store::Lake;
-use netgpt_core::avro::TimestampMillis;
-use netgpt_core::records::PolicyUpdate;
-use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
 use netgpt_edge::workload::same_call;
 use netgpt_router::RouterSettings;
@@ -26,7 +21,6 @@ use netgpt_router::bundle::{BUNDLE_FILE, PROPOSALS_FILE, RouterBundle, fit_bundl
 use netgpt_router::fit::LabelledProposal;
 use netgpt_router::network::RequestShape;
 use netgpt_router::scorer::{CalibrationReport, ProposalFeatures};
-use netgpt_router::stage::ACTIVE_CHANNEL;
 use object_store::ObjectStoreExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -63,16 +57,12 @@ pub struct LabelRow {
 /// their cloud call), those on the refit side (`REFIT_SIDE`): RL never trained
 /// on them, so the candidate's labels are not inflated by memorised answers.
 pub async fn load_label_rows(lake: &Lake) -> anyhow::Result<Vec<LabelRow>> {
-    let manifest = netgpt_dataset::build::latest(lake).await?;
-    let url = |name: &str| manifest.datasets.get(name).map(|d| d.url.clone()).ok_or_else(|| anyhow::anyhow!("dataset build {} has no {name}", manifest.version));
-    let engine = LogEngine::open(lake).await?;
-    engine.ctx.register_parquet("refit_routing_samples", url("routing_samples")?.as_str(), ParquetReadOptions::default()).await?;
-    engine.ctx.register_parquet("refit_sft_targets", url("sft_targets")?.as_str(), ParquetReadOptions::default()).await?;
+    let (_, engine) = crate::newest_datasets(lake, &["routing_samples", "sft_targets"]).await?;
     let batches = engine
         .query(
             &format!(
                 "SELECT r.prompt, r.upload_bytes, r.download_bytes, r.expected_output_tokens, r.propensity, t.target_call \
-                 FROM refit_routing_samples r JOIN refit_sft_targets t ON t.request_id = r.request_id \
+                 FROM dataset_routing_samples r JOIN dataset_sft_targets t ON t.request_id = r.request_id \
                  WHERE r.answered_by = 'CLOUD' AND {} ORDER BY r.request_id",
                 crate::REFIT_SIDE.replace("{id}", "r.request_id")
             ),
@@ -80,10 +70,7 @@ pub async fn load_label_rows(lake: &Lake) -> anyhow::Result<Vec<LabelRow>> {
         .await?;
     let mut rows = Vec::new();
     for b in &batches {
-        let text = |i: usize| arrow::compute::cast(b.column(i), &DataType::Utf8);
-        let (prompts, calls) = (text(0)?, text(5)?);
-        let prompts = prompts.as_any().downcast_ref::<StringArray>().ok_or_else(|| anyhow::anyhow!("prompt is not text"))?;
-        let calls = calls.as_any().downcast_ref::<StringArray>().ok_or_else(|| anyhow::anyhow!("target_call is not text"))?;
+        let (prompts, calls) = (crate::text_column(b, 0, "routing_samples.prompt")?, crate::text_column(b, 5, "sft_targets.target_call")?);
         let int64 = |i: usize| b.column(i).as_any().downcast_ref::<Int64Array>().ok_or_else(|| anyhow::anyhow!("column {i} is not a 64-bit integer"));
         let (up, down) = (int64(1)?, int64(2)?);
         let tokens = b.column(3).as_any().downcast_ref::<Int32Array>().ok_or_else(|| anyhow::anyhow!("expected_output_tokens is not a 32-bit integer"))?;
@@ -182,23 +169,6 @@ pub async fn store_bundle(lake: &Lake, bundle: &RouterBundle, proposals: &[Label
     Ok(lake.table_url(&folder).trim_end_matches('/').to_string())
 }
 
-/// The update that makes `policy` of `bundle` (at `uri`) the router's active
-/// policy for the bundle's model.
-pub fn policy_update(bundle: &RouterBundle, policy: &str, uri: &str) -> anyhow::Result<PolicyUpdate> {
-    let spec = bundle.policy(policy)?;
-    Ok(PolicyUpdate {
-        channel: ACTIVE_CHANNEL.into(),
-        version: format!("{}/{}", bundle.version, spec.name()),
-        policy_name: spec.name().to_string(),
-        params_json: serde_json::to_string(spec)?,
-        weights_uri: None,
-        scorer_version: bundle.scorer.version.clone(),
-        scorer_uri: Some(uri.to_string()),
-        model_version: bundle.model_version.clone(),
-        published_at: TimestampMillis::now(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -236,7 +206,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("netgpt-refit-{}", std::process::id()));
         let lake = Lake::open(&dir.display().to_string(), &Default::default()).unwrap();
         let uri = store_bundle(&lake, &bundle, &proposals).await.unwrap();
-        let update = policy_update(&bundle, "funcdyn", &uri).unwrap();
+        let update = bundle.policy_update("funcdyn", Some(&uri)).unwrap();
         assert_eq!((update.model_version.as_str(), update.scorer_version.as_str()), ("edge-test", bundle.scorer.version.as_str()));
         let current = std::sync::Arc::new(old.scorer.clone());
         let loaded = netgpt_router::stage::LoadedPolicy::from_update(&update, &current).unwrap();

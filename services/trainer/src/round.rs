@@ -3,13 +3,10 @@
 
 use std::time::Instant;
 
-use arrow::array::{Array, BooleanArray, StringArray};
-use arrow::datatypes::DataType;
-use datafusion::prelude::ParquetReadOptions;
+use arrow::array::{Array, BooleanArray};
 use netgpt_archive::store::Lake;
 use netgpt_core::avro::TimestampMillis;
 use netgpt_core::records::ModelUpdate;
-use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::{CONFIG_FILE, EdgeAgent, TOKENIZER_FILE, WEIGHTS_FILE};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -45,19 +42,13 @@ pub struct RoundReport {
 /// The newest dataset build's cloud targets (`sft_targets`), newest first,
 /// without the requests kept for the router refit (`REFIT_SIDE`).
 pub async fn load_targets(lake: &Lake, limit: usize) -> anyhow::Result<(String, Vec<Target>)> {
-    let manifest = netgpt_dataset::build::latest(lake).await?;
-    let entry = manifest.datasets.get("sft_targets").ok_or_else(|| anyhow::anyhow!("dataset build {} has no sft_targets", manifest.version))?;
-    let engine = LogEngine::open(lake).await?;
-    engine.ctx.register_parquet("trainer_sft_targets", entry.url.as_str(), ParquetReadOptions::default()).await?;
+    let (version, engine) = crate::newest_datasets(lake, &["sft_targets"]).await?;
     let batches = engine
-        .query(&format!("SELECT prompt, target_call, edge_agrees FROM trainer_sft_targets WHERE NOT {} ORDER BY responded_at DESC LIMIT {limit}", crate::REFIT_SIDE.replace("{id}", "request_id")))
+        .query(&format!("SELECT prompt, target_call, edge_agrees FROM dataset_sft_targets WHERE NOT {} ORDER BY responded_at DESC LIMIT {limit}", crate::REFIT_SIDE.replace("{id}", "request_id")))
         .await?;
     let mut targets = Vec::new();
     for b in &batches {
-        let text = |i: usize| arrow::compute::cast(b.column(i), &DataType::Utf8);
-        let (prompts, calls) = (text(0)?, text(1)?);
-        let prompts = prompts.as_any().downcast_ref::<StringArray>().ok_or_else(|| anyhow::anyhow!("sft_targets.prompt is not text"))?;
-        let calls = calls.as_any().downcast_ref::<StringArray>().ok_or_else(|| anyhow::anyhow!("sft_targets.target_call is not text"))?;
+        let (prompts, calls) = (crate::text_column(b, 0, "sft_targets.prompt")?, crate::text_column(b, 1, "sft_targets.target_call")?);
         let agrees = b.column(2).as_any().downcast_ref::<BooleanArray>().ok_or_else(|| anyhow::anyhow!("sft_targets.edge_agrees is not boolean"))?;
         for i in 0..b.num_rows() {
             if prompts.is_null(i) || calls.is_null(i) {
@@ -67,7 +58,7 @@ pub async fn load_targets(lake: &Lake, limit: usize) -> anyhow::Result<(String, 
             targets.push(Target { prompt: prompts.value(i).to_string(), call, edge_agreed: !agrees.is_null(i) && agrees.value(i) });
         }
     }
-    Ok((manifest.version, targets))
+    Ok((version, targets))
 }
 
 /// RL on a copy of `current`, then the gate. Returns the candidate (accepted
