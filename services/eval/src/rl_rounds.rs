@@ -22,14 +22,12 @@
 use std::path::{Path, PathBuf};
 
 use netgpt_archive::store::Lake;
-use netgpt_cloud::simulated::SimulatedConfig;
 use netgpt_core::AnyRecord;
 use netgpt_core::config::local_path;
 use netgpt_core::records::ModelUpdate;
 use netgpt_dataset::engine::LogEngine;
 use netgpt_edge::agent::EdgeAgent;
 use netgpt_edge::stage::EdgeConfig;
-use netgpt_router::RouterSettings;
 use netgpt_router::bundle::RouterBundle;
 use netgpt_sim::edge::ModelEdge;
 use netgpt_sim::offload::{LakeWriter, OffloadLogSpec, RecordSink, World, simulate};
@@ -37,17 +35,8 @@ use netgpt_trainer::TrainerConfig;
 use netgpt_trainer::publish::{NoPublisher, RoundSetup};
 use serde::Serialize;
 
+use crate::Inputs;
 use crate::tally::TallyState;
-
-/// What the experiment runs on: the configured edge model, router bundle,
-/// simulated cloud and trainer settings.
-#[derive(Debug, Clone)]
-pub struct Inputs {
-    pub edge: EdgeConfig,
-    pub router: RouterSettings,
-    pub cloud: SimulatedConfig,
-    pub trainer: TrainerConfig,
-}
 
 /// The RL objective of a run: the full one, or an ablation without one of its terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,18 +222,15 @@ async fn serve_traffic(spec: &RlRoundsSpec, world: &World, lake: &Lake, seed: u6
 }
 
 fn fill_traffic(row: &mut RoundRow, tally: &TallyState, policy: &str) -> anyhow::Result<()> {
-    let by_policy = tally.by_policy();
-    let t = by_policy.get(policy).ok_or_else(|| anyhow::anyhow!("no answer was decided by {policy}"))?;
-    let n = t.answers.max(1) as f64;
-    row.answers = t.answers;
-    row.offload_rate = t.cloud as f64 / n;
-    row.explored_rate = t.explored as f64 / n;
-    row.task_success = t.success as f64 / n;
-    row.schema_valid = t.schema_valid as f64 / n;
-    row.cost_per_1k = t.cost / n * 1_000.0;
-    let (proposals, exact, valid) = tally.by_tier.values().fold((0, 0, 0), |(p, e, v), t| (p + t.proposals, e + t.exact, v + t.schema_valid));
-    row.edge_exact = exact as f64 / proposals.max(1) as f64;
-    row.edge_schema_valid = valid as f64 / proposals.max(1) as f64;
+    let m = tally.measures(policy)?;
+    row.answers = m.answers;
+    row.offload_rate = m.offload_rate;
+    row.explored_rate = m.explored_rate;
+    row.task_success = m.task_success;
+    row.schema_valid = m.schema_valid;
+    row.cost_per_1k = m.cost_per_1k;
+    row.edge_exact = m.edge_exact;
+    row.edge_schema_valid = m.edge_schema_valid;
     Ok(())
 }
 
@@ -288,4 +274,114 @@ pub fn to_csv(rows: &[RoundRow]) -> String {
         ));
     }
     out
+}
+
+fn interval_of(rows: &[RoundRow], objective: &str, round: usize, f: &dyn Fn(&RoundRow) -> Option<f64>) -> crate::stats::Interval {
+    crate::stats::Interval::of(&rows.iter().filter(|r| r.objective == objective && r.round == round).filter_map(f).collect::<Vec<_>>())
+}
+
+/// Per seed, 1 − offload(last round) / offload(round 0), for `objective`.
+pub fn offload_reductions(rows: &[RoundRow], objective: &str) -> Vec<f64> {
+    let last = rows.iter().filter(|r| r.objective == objective).map(|r| r.round).max().unwrap_or(0);
+    let mut seeds: Vec<u64> = rows.iter().filter(|r| r.objective == objective).map(|r| r.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    seeds
+        .iter()
+        .filter_map(|&s| {
+            let at = |round: usize| rows.iter().find(|r| r.objective == objective && r.seed == s && r.round == round).map(|r| r.offload_rate);
+            let (first, end) = (at(0)?, at(last)?);
+            (first > 0.0).then(|| 1.0 - end / first)
+        })
+        .collect()
+}
+
+/// Plots and the results section.
+pub fn summarise(rows: &[RoundRow], spec: &RlRoundsSpec, out: &Path, command: &str) -> anyhow::Result<String> {
+    use crate::plot::{Mark, Panel, Point, Series};
+    use crate::report::table;
+    use crate::stats::Interval;
+    let objectives: Vec<&str> = spec.objectives.iter().map(|o| o.name()).collect();
+    type Column = (&'static str, fn(&RoundRow) -> Option<f64>, usize);
+    let columns: [Column; 6] = [
+        ("offload", |r| Some(r.offload_rate), 4),
+        ("task success", |r| Some(r.task_success), 4),
+        ("schema-valid", |r| Some(r.schema_valid), 4),
+        ("edge exact", |r| Some(r.edge_exact), 4),
+        ("mean reward (round trained on it)", |r| r.mean_reward, 3),
+        ("spend per 1k", |r| Some(r.cost_per_1k), 3),
+    ];
+    let panels: Vec<Panel> = columns
+        .iter()
+        .map(|(name, f, _)| Panel {
+            title: name.to_string(),
+            x_label: "traffic after this many trainer rounds".into(),
+            y_label: name.to_string(),
+            series: objectives
+                .iter()
+                .map(|o| {
+                    let pts = (0..=spec.rounds)
+                        .map(|round| {
+                            let v = interval_of(rows, o, round, f);
+                            Point::with_err(round as f64, v.mean, v.half_width)
+                        })
+                        .filter(|p| p.y.is_finite())
+                        .collect();
+                    Series::new(*o, Mark::LineAndMarkers, pts)
+                })
+                .collect(),
+        })
+        .collect();
+    crate::plot::write_svg(&out.join("rl_rounds.svg"), &format!("Online RL rounds (mean over seeds {:?}, bars: 95 % CI)", spec.seeds), &panels, 2)?;
+
+    let mut header = vec!["objective", "round"];
+    header.extend(columns.iter().map(|c| c.0));
+    header.push("gate verdicts");
+    let mut body = Vec::new();
+    for o in &objectives {
+        for round in 0..=spec.rounds {
+            let mut line = vec![o.to_string(), round.to_string()];
+            line.extend(columns.iter().map(|(_, f, d)| {
+                let v = interval_of(rows, o, round, f);
+                if v.n == 0 { "–".to_string() } else { v.show(*d) }
+            }));
+            let verdicts: Vec<String> = rows.iter().filter(|r| r.objective == *o && r.round == round).filter_map(|r| r.verdict.clone()).collect();
+            let count = |v: &str| verdicts.iter().filter(|x| x.as_str() == v).count();
+            line.push(if verdicts.is_empty() { "–".into() } else { format!("{} accepted, {} rejected, {} skipped", count("accepted"), count("rejected"), count("skipped")) });
+            body.push(line);
+        }
+    }
+    let mut s = String::from("## RL rounds: offload, success and schema validity over online rounds\n\n");
+    s.push_str(&format!(
+        "Command: `{command}` · seeds {:?} · {} trainer rounds · {} requests of traffic per round ({} templates), served by the real edge model and the router's `{}` policy, falling back to the simulated cloud · objectives {:?}.\n\n",
+        spec.seeds, spec.rounds, spec.requests, spec.split, spec.policy, objectives
+    ));
+    s.push_str("Raw rows: `rl_rounds.csv`. Plot: `rl_rounds.svg`.\n\n![rl rounds](rl-rounds/rl_rounds.svg)\n\n");
+    s.push_str("Row r is the traffic served after r trainer rounds; its mean reward and gate verdicts are those of the round trained on that traffic.\n\n");
+    s.push_str(&table(&header, &body));
+    for o in &objectives {
+        let red = Interval::of(&offload_reductions(rows, o));
+        let first = |f: &dyn Fn(&RoundRow) -> Option<f64>| interval_of(rows, o, 0, f);
+        let last = |f: &dyn Fn(&RoundRow) -> Option<f64>| interval_of(rows, o, spec.rounds, f);
+        let (s0, s1) = (first(&|r| Some(r.task_success)), last(&|r| Some(r.task_success)));
+        let valid = rows.iter().filter(|r| r.objective == *o).map(|r| r.schema_valid).fold(f64::INFINITY, f64::min);
+        let equal_success = s1.hi() >= s0.lo();
+        let verdict = if red.lo() >= 0.4 && equal_success && valid >= 0.99 {
+            "meets the goal (≥ 40 % at equal success, schema validity ≥ 99 %)"
+        } else if red.mean >= 0.4 && equal_success && valid >= 0.99 {
+            "meets the 40 % goal on average; the interval reaches below it"
+        } else {
+            "misses the goal (≥ 40 % at equal success, schema validity ≥ 99 %)"
+        };
+        s.push_str(&format!(
+            "\n- **{o}**: offload reduction after {} rounds {} (per seed, 1 − last/first); task success {} → {}; lowest schema validity of any round {:.4} — {verdict}.",
+            spec.rounds,
+            red.show(3),
+            s0.show(4),
+            s1.show(4),
+            valid
+        ));
+    }
+    s.push_str("\n\nThe offload rate includes the router's exploration floor (a share of would-be edge answers sent to the cloud so later fits see unbiased outcomes), so it cannot fall below that share.\n");
+    Ok(s)
 }

@@ -47,6 +47,21 @@ pub struct PolicyTally {
     pub shadow_agreed: u64,
 }
 
+/// What a stretch of traffic did, for the answers of one policy: shares of
+/// final answers from the cloud, explored, right (equal to the reference call)
+/// and schema-valid; the edge model's own proposals' exact and valid shares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Measures {
+    pub answers: u64,
+    pub offload_rate: f64,
+    pub explored_rate: f64,
+    pub task_success: f64,
+    pub schema_valid: f64,
+    pub edge_exact: f64,
+    pub edge_schema_valid: f64,
+    pub cost_per_1k: f64,
+}
+
 #[derive(Default, Debug)]
 pub struct TallyState {
     pub proposals: u64,
@@ -124,6 +139,24 @@ impl TallyState {
     }
 
     /// Final answers joined with their decision and reference, per policy.
+    /// The traffic measures of the answers `policy` decided.
+    pub fn measures(&self, policy: &str) -> anyhow::Result<Measures> {
+        let by_policy = self.by_policy();
+        let t = by_policy.get(policy).ok_or_else(|| anyhow::anyhow!("no answer was decided by {policy}"))?;
+        let n = t.answers.max(1) as f64;
+        let (proposals, exact, valid) = self.by_tier.values().fold((0, 0, 0), |(p, e, v), t| (p + t.proposals, e + t.exact, v + t.schema_valid));
+        Ok(Measures {
+            answers: t.answers,
+            offload_rate: t.cloud as f64 / n,
+            explored_rate: t.explored as f64 / n,
+            task_success: t.success as f64 / n,
+            schema_valid: t.schema_valid as f64 / n,
+            edge_exact: exact as f64 / proposals.max(1) as f64,
+            edge_schema_valid: valid as f64 / proposals.max(1) as f64,
+            cost_per_1k: t.cost / n * 1_000.0,
+        })
+    }
+
     pub fn by_policy(&self) -> BTreeMap<String, PolicyTally> {
         let mut out: BTreeMap<String, PolicyTally> = BTreeMap::new();
         for (id, r) in &self.responses_seen {

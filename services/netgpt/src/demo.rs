@@ -67,13 +67,13 @@ pub async fn run(mut app: AppConfig, args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Running {
-    name: String,
-    stop: CancellationToken,
-    handle: JoinHandle<anyhow::Result<RunReport>>,
+pub(crate) struct Running {
+    pub name: String,
+    pub stop: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<RunReport>>,
 }
 
-fn spawn<S: Stage + 'static>(stage: S, config: &Config, metrics: &Arc<Metrics>) -> Running {
+pub(crate) fn spawn<S: Stage + 'static>(stage: S, config: &Config, metrics: &Arc<Metrics>) -> Running {
     let name = stage.name().to_string();
     let (kafka, metrics, stop) = (config.kafka.clone(), metrics.clone(), CancellationToken::new());
     let group = format!("{}.{name}", config.kafka.group_prefix);

@@ -12,6 +12,7 @@ mod bench_logs;
 mod bench_trainer;
 mod demo;
 mod eval;
+mod eval_kafka;
 mod loadgen;
 mod logs;
 mod stats;

@@ -123,44 +123,15 @@ pub fn print_eval(r: &EvalReport) {
 }
 
 /// Runs the edge model over `n` held-out requests and labels each proposal by
-/// the request's reference call (an offline fit: the reference never reaches
-/// the live router).
+/// the request's reference call.
 pub fn labelled_proposals(app: &crate::AppConfig, n: usize, seed: u64, progress: bool) -> anyhow::Result<Vec<netgpt_router::fit::LabelledProposal>> {
-    use netgpt_edge::workload::same_call;
-    use netgpt_router::network::RequestShape;
-    use netgpt_router::scorer::ProposalFeatures;
     use rand::SeedableRng;
-
     let mut agent = netgpt_edge::agent::EdgeAgent::load(&app.edge.model_dir, &app.edge.model_version)?;
     agent.constrained = app.edge.constrained_decoding;
     let source = netgpt_sim::traffic::RequestSource::new("held-out", app.core.loadgen.sites)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let bar = netgpt_core::progress::bar(n as u64, "edge proposals", progress);
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let r = source.request(&mut rng, netgpt_core::avro::TimestampMillis::now());
-        let p = agent.propose(&r.prompt)?;
-        let parsed: Option<serde_json::Value> = serde_json::from_str(&p.call_json).ok();
-        let reference: Option<serde_json::Value> = r.eval_reference_call.as_deref().and_then(|c| serde_json::from_str(c).ok());
-        let correct = matches!((&parsed, &reference), (Some(a), Some(b)) if same_call(a, b));
-        out.push(netgpt_router::fit::LabelledProposal {
-            features: ProposalFeatures {
-                mean_logprob: p.mean_logprob,
-                min_logprob: p.min_logprob,
-                mean_entropy: p.mean_entropy,
-                schema_valid: p.check.valid,
-                output_tokens: p.output_tokens as f64,
-            },
-            shape: RequestShape::of(&r),
-            correct,
-            tier: r.eval_difficulty.map_or("UNLABELLED", |d| d.as_str()).to_string(),
-            prompt: r.prompt,
-            weight: 1.0,
-        });
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
-    Ok(out)
+    let requests: Vec<_> = (0..n).map(|_| source.request(&mut rng, netgpt_core::avro::TimestampMillis::now())).collect();
+    netgpt_sim::edge::labelled_proposals(&agent, &requests, progress)
 }
 
 fn train_router(app: &crate::AppConfig, a: RouterArgs) -> anyhow::Result<()> {

@@ -146,10 +146,7 @@ pub fn fit_bundle(mut proposals: Vec<LabelledProposal>, settings: &RouterSetting
     policies.insert("funcdyn".to_string(), PolicySpec::FuncDyn(fit_funcdyn(&fit_samples, &r.funcdyn)));
     policies.insert("policynet".to_string(), PolicySpec::PolicyNet(PolicyNet::train(&fit_samples, &r.policynet)?.params));
     // The oracle: τ* from the empirical distribution of the policy-fit proposals' scores and outcomes.
-    let dist = ScoreDistribution {
-        samples: policy_fit.iter().filter(|p| p.features.schema_valid).map(|p| (scorer.score(&p.features), f64::from(u8::from(p.correct)))).collect(),
-        bandwidth: 0.02,
-    };
+    let dist = ScoreDistribution::labelled(policy_fit.iter().filter(|p| p.features.schema_valid).map(|p| (scorer.score(&p.features), f64::from(u8::from(p.correct)))).collect(), 0.02);
     let max_delta = test_samples.iter().chain(&fit_samples).map(|s| s.cost.delta).fold(0.0, f64::max) * 1.2;
     policies.insert("oracle".to_string(), PolicySpec::Oracle(crate::policy::Oracle { table: dist.table(r.cloud_success_estimate, max_delta.max(0.1), 60) }));
 

@@ -1,15 +1,17 @@
 //! The oracle threshold τ*(S), computed numerically.
 //!
-//! With an empirical score distribution {(s_i, q_i)} (q_i the edge's outcome,
-//! or s_i itself when the score is calibrated), the expected utility of
-//! threshold τ at fallback cost ΔC is
+//! From an empirical score distribution {(s_i, q_i)} (q_i the edge's outcome)
+//! the design note's expected utility of threshold τ at fallback cost ΔC is
 //!
-//!   J(τ) = (1/n) Σ_i [ K(τ − s_i) · (q_c − ΔC) + (1 − K(τ − s_i)) · q_i ]
+//!   J(τ) = ∫_{s<τ} (q_c − ΔC) f(s) ds + ∫_{s≥τ} m(s) f(s) ds,
+//!   dJ/dτ = f(τ) · (q_c − ΔC − m(τ)),
 //!
-//! where K is a smooth step (the CDF of a logistic kernel of bandwidth h): the
-//! kernel-smoothed distribution has a positive density everywhere, the
-//! regularity assumption of the design note. J is maximised on a fine grid; the
-//! number of local maxima is reported so tests can check uniqueness.
+//! with f the score density and m(s) = E[Q_edge | s]. Both are estimated with
+//! a logistic kernel of bandwidth h: f by a kernel density estimate (positive
+//! everywhere, the regularity assumption of the design note), m by kernel
+//! regression of the outcomes on the scores, or m(s) = s under the calibrated
+//! premise. J is evaluated on a fine grid of τ; the number of local maxima is
+//! reported so tests and the evaluation can check uniqueness.
 
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,9 @@ pub struct ScoreDistribution {
     pub samples: Vec<(f64, f64)>,
     /// Kernel bandwidth h.
     pub bandwidth: f64,
+    /// The calibrated premise: E[Q_edge | s] = s (the outcomes are not used).
+    #[serde(default)]
+    pub calibrated: bool,
 }
 
 /// The maximiser of J and what the search saw.
@@ -32,31 +37,80 @@ pub struct TauStar {
     pub local_maxima: usize,
 }
 
+/// The logistic kernel's density at `u` for bandwidth `h`.
+fn kernel(u: f64, h: f64) -> f64 {
+    let z = sigmoid(u / h);
+    z * (1.0 - z) / h
+}
+
 impl ScoreDistribution {
-    /// Outcomes equal to the scores: the calibrated case, E[Q_edge | s] = s.
+    /// The calibrated premise over these scores: E[Q_edge | s] = s.
     pub fn calibrated(scores: &[f64], bandwidth: f64) -> Self {
-        Self { samples: scores.iter().map(|&s| (s, s)).collect(), bandwidth }
+        Self { samples: scores.iter().map(|&s| (s, s)).collect(), bandwidth, calibrated: true }
     }
 
-    pub fn utility(&self, tau: f64, q_cloud: f64, delta: f64) -> f64 {
+    /// Outcomes as labelled: E[Q_edge | s] by kernel regression.
+    pub fn labelled(samples: Vec<(f64, f64)>, bandwidth: f64) -> Self {
+        Self { samples, bandwidth, calibrated: false }
+    }
+
+    /// The density weight w_j and gain-side value m_j at grid points x_j = j/steps.
+    fn grid(&self, steps: usize) -> (Vec<f64>, Vec<f64>) {
         let h = self.bandwidth.max(1e-6);
-        let total: f64 = self.samples.iter().map(|&(s, q)| {
-            let k = sigmoid((tau - s) / h);
-            k * (q_cloud - delta) + (1.0 - k) * q
-        }).sum();
-        total / self.samples.len().max(1) as f64
+        let mut w = Vec::with_capacity(steps + 1);
+        let mut m = Vec::with_capacity(steps + 1);
+        for j in 0..=steps {
+            let x = j as f64 / steps as f64;
+            let (mut density, mut outcome) = (0.0, 0.0);
+            for &(s, q) in &self.samples {
+                let k = kernel(x - s, h);
+                density += k;
+                outcome += k * q;
+            }
+            w.push(density);
+            m.push(if self.calibrated { x } else if density > 0.0 { outcome / density } else { 0.0 });
+        }
+        let total: f64 = w.iter().sum();
+        if total > 0.0 {
+            w.iter_mut().for_each(|v| *v /= total);
+        }
+        (w, m)
+    }
+
+    /// J(τ) on the grid τ_k = k/steps of `grid`: (q_c − ΔC) over the mass below τ_k, m over the mass at and above it.
+    fn utilities((w, m): &(Vec<f64>, Vec<f64>), q_cloud: f64, delta: f64) -> Vec<f64> {
+        let mut above: f64 = w.iter().zip(m).map(|(w, m)| w * m).sum();
+        let mut below = 0.0;
+        let mut js = Vec::with_capacity(w.len());
+        for (wk, mk) in w.iter().zip(m) {
+            js.push(below * (q_cloud - delta) + above);
+            below += wk;
+            above -= wk * mk;
+        }
+        js
+    }
+
+    /// J(τ) at one τ (on a 1/1000 grid).
+    pub fn utility(&self, tau: f64, q_cloud: f64, delta: f64) -> f64 {
+        let steps = 1000;
+        let js = Self::utilities(&self.grid(steps), q_cloud, delta);
+        js[((tau.clamp(0.0, 1.0) * steps as f64).round() as usize).min(steps)]
     }
 
     /// Grid search over τ ∈ [0, 1] with `steps` intervals.
     pub fn tau_star(&self, q_cloud: f64, delta: f64, steps: usize) -> TauStar {
         let steps = steps.max(2);
-        let js: Vec<f64> = (0..=steps).map(|i| self.utility(i as f64 / steps as f64, q_cloud, delta)).collect();
+        Self::search(&Self::utilities(&self.grid(steps), q_cloud, delta))
+    }
+
+    fn search(js: &[f64]) -> TauStar {
+        let steps = js.len().saturating_sub(1).max(1);
         let (best, &utility) = js.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap_or((0, &f64::NAN));
-        // Runs of values equal to rounding form one plateau; a plateau is a
+        // Runs of values equal up to rounding form one plateau; a plateau is a
         // local maximum when its neighbours (if any) are both lower.
         let eps = 1e-12;
         let mut runs: Vec<f64> = Vec::new();
-        for &j in &js {
+        for &j in js {
             if runs.last().is_none_or(|&r| (r - j).abs() > eps) {
                 runs.push(j);
             }
@@ -69,10 +123,11 @@ impl ScoreDistribution {
 
     /// τ* tabulated over ΔC ∈ [0, max_delta] (the oracle policy's table).
     pub fn table(&self, q_cloud: f64, max_delta: f64, points: usize) -> Vec<(f64, f64)> {
+        let grid = self.grid(400);
         (0..=points.max(1))
             .map(|i| {
                 let d = max_delta * i as f64 / points.max(1) as f64;
-                (d, self.tau_star(q_cloud, d, 400).tau)
+                (d, Self::search(&Self::utilities(&grid, q_cloud, d)).tau)
             })
             .collect()
     }

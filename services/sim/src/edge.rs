@@ -46,6 +46,37 @@ impl Proposer for ModelEdge {
     }
 }
 
+/// Runs the real edge model over `requests` and labels each proposal right or
+/// wrong by the request's reference call (offline fits and evaluations only:
+/// the reference never reaches the live router).
+pub fn labelled_proposals(agent: &EdgeAgent, requests: &[ToolRequest], progress: bool) -> anyhow::Result<Vec<LabelledProposal>> {
+    let bar = netgpt_core::progress::bar(requests.len() as u64, "edge proposals", progress);
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let p = agent.propose(&r.prompt).map_err(|e| anyhow::anyhow!("edge model on request {}: {e}", r.request_id))?;
+        let parsed: Option<Value> = serde_json::from_str(&p.call_json).ok();
+        let reference: Option<Value> = r.eval_reference_call.as_deref().and_then(|c| serde_json::from_str(c).ok());
+        let correct = matches!((&parsed, &reference), (Some(a), Some(b)) if netgpt_edge::workload::same_call(a, b));
+        out.push(LabelledProposal {
+            features: ProposalFeatures {
+                mean_logprob: p.mean_logprob,
+                min_logprob: p.min_logprob,
+                mean_entropy: p.mean_entropy,
+                schema_valid: p.check.valid,
+                output_tokens: p.output_tokens as f64,
+            },
+            shape: netgpt_router::network::RequestShape::of(r),
+            correct,
+            tier: r.eval_difficulty.map_or("UNLABELLED", |d| d.as_str()).to_string(),
+            prompt: r.prompt.clone(),
+            weight: 1.0,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
 pub struct SyntheticEdge {
     /// Features of real proposals by (tier, right).
     pools: HashMap<(String, bool), Vec<ProposalFeatures>>,
