@@ -47,6 +47,7 @@ async fn an_rl_round_serves_the_next_traffic_with_the_pair_it_stored() {
         split: "held-out".into(),
         work_dir: work.clone(),
         show_progress: false,
+        parallel: 1,
     };
     let mut seen = 0;
     let rows = run(&spec, &inputs, |_| seen += 1).await.unwrap();

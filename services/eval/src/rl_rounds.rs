@@ -89,6 +89,8 @@ pub struct RlRoundsSpec {
     /// Each run's lake goes under here (replaced when it exists).
     pub work_dir: PathBuf,
     pub show_progress: bool,
+    /// Runs at once (one per core is the most that helps).
+    pub parallel: usize,
 }
 
 /// The traffic of one round, and the trainer round that followed it.
@@ -120,15 +122,36 @@ pub struct RoundRow {
 }
 
 /// Every run of `spec`, one row per round; `on_row` sees each row as it is measured.
+///
+/// Runs are independent (each has its own lake), so `spec.parallel` of them
+/// run at once, each on its own runtime worker: one run is single-threaded
+/// (candle on one thread), so on a 2-core machine two runs take the time of
+/// one. Rows come back in (objective, seed, round) order.
 pub async fn run(spec: &RlRoundsSpec, inputs: &Inputs, mut on_row: impl FnMut(&RoundRow)) -> anyhow::Result<Vec<RoundRow>> {
     anyhow::ensure!(spec.requests > 0 && !spec.seeds.is_empty() && !spec.objectives.is_empty(), "rl-rounds needs requests, at least one seed and one objective");
     inputs.trainer.rl.validate()?;
-    let mut rows = Vec::new();
-    for &objective in &spec.objectives {
-        for &seed in &spec.seeds {
+    let runs: Vec<(Objective, u64)> = spec.objectives.iter().flat_map(|&o| spec.seeds.iter().map(move |&s| (o, s))).collect();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(spec.parallel.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RoundRow>();
+    let mut tasks = Vec::new();
+    for (objective, seed) in runs {
+        let (spec, inputs, permits, tx) = (spec.clone(), inputs.clone(), permits.clone(), tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await?;
             let lake_dir = spec.work_dir.join(format!("{}-seed{seed}", objective.name()));
-            rows.extend(run_one(spec, inputs, objective, seed, &lake_dir, &mut on_row).await?);
-        }
+            run_one(&spec, &inputs, objective, seed, &lake_dir, &mut |row: &RoundRow| {
+                let _ = tx.send(row.clone());
+            })
+            .await
+        }));
+    }
+    drop(tx);
+    while let Some(row) = rx.recv().await {
+        on_row(&row);
+    }
+    let mut rows = Vec::new();
+    for t in tasks {
+        rows.extend(t.await??);
     }
     Ok(rows)
 }

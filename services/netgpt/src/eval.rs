@@ -82,10 +82,10 @@ pub struct RlRoundsArgs {
     #[command(flatten)]
     pub common: Common,
     /// Trainer rounds per run.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = RL_ROUNDS)]
     pub rounds: usize,
-    /// Requests of traffic per round.
-    #[arg(long, default_value_t = 3_000)]
+    /// Requests of traffic per round (a round needs ~4,500 for trainer.refit.min_rows cloud answers).
+    #[arg(long, default_value_t = RL_REQUESTS)]
     pub requests: u64,
     /// RL objectives: sft-anchored, no-reverse-kl, no-forward-kl.
     #[arg(long, value_delimiter = ',', default_value = "sft-anchored,no-reverse-kl,no-forward-kl")]
@@ -138,6 +138,10 @@ pub struct AllArgs {
     #[arg(long)]
     pub no_kafka: bool,
 }
+
+/// rl-rounds' default size (also `eval all`'s).
+const RL_ROUNDS: usize = 2;
+const RL_REQUESTS: u64 = 5_000;
 
 fn inputs(app: &AppConfig) -> Inputs {
     Inputs { edge: app.edge.clone(), router: app.router.clone(), cloud: app.cloud.simulated.clone(), trainer: app.trainer.clone() }
@@ -213,7 +217,7 @@ async fn run_all(app: &AppConfig, a: &AllArgs, command: &str) -> anyhow::Result<
         timed("through-kafka", t);
     }
     let t = Instant::now();
-    run_rl_rounds(app, c, 3, 3_000, Objective::ALL.to_vec(), "mixed", command).await?;
+    run_rl_rounds(app, c, RL_ROUNDS, RL_REQUESTS, Objective::ALL.to_vec(), "mixed", command).await?;
     timed("rl-rounds", t);
     println!("every experiment done in {:.1} min; results: {}", started.elapsed().as_secs_f64() / 60.0, c.doc.display());
     Ok(())
@@ -295,7 +299,9 @@ async fn run_rl_rounds(app: &AppConfig, c: &Common, rounds: usize, requests: u64
         policy: app.router.router.policy.clone(),
         split: split.to_string(),
         work_dir: out.join("lakes"),
-        show_progress: true,
+        // Runs in parallel print rows, not progress bars.
+        show_progress: parallel_runs() == 1,
+        parallel: parallel_runs(),
     };
     println!(
         "rl-rounds: {} rounds × {} requests ({} templates), policy {}, objectives {:?}, seeds {:?}",
@@ -310,6 +316,11 @@ async fn run_rl_rounds(app: &AppConfig, c: &Common, rounds: usize, requests: u64
     let rows = rl_rounds::run(&spec, &inputs(app), print_row).await?;
     let section = rl_rounds::summarise(&rows, &spec, &out, command)?;
     finish(c, "rl-rounds", &out, "rl_rounds.csv", rl_rounds::to_csv(&rows), section)
+}
+
+/// rl-rounds runs at once: one per core (each run is single-threaded).
+fn parallel_runs() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn print_row(r: &RoundRow) {

@@ -162,14 +162,14 @@ pub fn fit_funcdyn(samples: &[RoutingSample], cfg: &FuncDynFitting) -> FuncDyn {
 /// Network states spread over regimes, diurnal load, price schedules and
 /// hours of the day, for simulated logs.
 pub fn sample_states(n: usize, seed: u64, regimes: &Regimes, trace: &TraceConfig, schedules: &[String]) -> Vec<(SiteState, i64)> {
-    sample_states_in(n, seed, regimes, trace, &LinkRegime::VARIANTS, schedules)
+    sample_states_in(n, seed, regimes, trace, LinkRegime::VARIANTS, schedules)
 }
 
 /// [`sample_states`] restricted to the regimes `links` (drawn uniformly).
 pub fn sample_states_in(n: usize, seed: u64, regimes: &Regimes, trace: &TraceConfig, links: &[LinkRegime], schedules: &[String]) -> Vec<(SiteState, i64)> {
     let mut rng = StdRng::seed_from_u64(seed);
     let cfg = TraceConfig { kind: TraceKind::Static, ..trace.clone() };
-    let links = if links.is_empty() { &LinkRegime::VARIANTS[..] } else { links };
+    let links = if links.is_empty() { LinkRegime::VARIANTS } else { links };
     (0..n)
         .map(|i| {
             let mut t = LinkTrace::for_site(i as u32, &cfg);
