@@ -55,9 +55,9 @@ async fn an_rl_round_serves_the_next_traffic_with_the_pair_it_stored() {
     assert_eq!(rows.iter().map(|r| r.round).collect::<Vec<_>>(), [0, 1, 2]);
     // Every decodable request was answered once (0.1 % arrive undecodable; replays are not counted twice).
     for r in &rows {
-        assert!(r.answers >= 1_480 && r.answers <= 1_500, "{} answers", r.answers);
-        assert!(r.offload_rate > 0.0 && r.offload_rate < 1.0 && r.explored_rate <= r.offload_rate, "{r:?}");
-        assert!(r.schema_valid >= 0.99 && r.task_success > 0.5, "{r:?}");
+        assert!(r.traffic.answers >= 1_480 && r.traffic.answers <= 1_500, "{} answers", r.traffic.answers);
+        assert!(r.traffic.offload_rate > 0.0 && r.traffic.offload_rate < 1.0 && r.traffic.explored_rate <= r.traffic.offload_rate, "{r:?}");
+        assert!(r.traffic.schema_valid >= 0.99 && r.traffic.task_success > 0.5, "{r:?}");
     }
     // One round's logs hold too few cloud answers for a router refit: no RL is wasted on them.
     assert_eq!((rows[0].verdict.as_deref(), rows[0].rl_targets), (Some("skipped"), None), "{:?}", rows[0]);

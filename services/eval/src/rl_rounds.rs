@@ -101,17 +101,9 @@ pub struct RoundRow {
     pub round: usize,
     pub model_version: String,
     pub policy_version: String,
-    /// Final answers, and their shares answered by the cloud, sent there to explore,
-    /// right (equal to the request's reference call) and schema-valid.
-    pub answers: u64,
-    pub offload_rate: f64,
-    pub explored_rate: f64,
-    pub task_success: f64,
-    pub schema_valid: f64,
-    /// The edge model's own proposals on this traffic: exact and schema-valid shares.
-    pub edge_exact: f64,
-    pub edge_schema_valid: f64,
-    pub cost_per_1k: f64,
+    /// What the round's traffic did (the answers of the served policy).
+    #[serde(flatten)]
+    pub traffic: crate::tally::Measures,
     /// The trainer round on this traffic's logs (absent after the last round).
     pub rl_targets: Option<usize>,
     pub mean_reward: Option<f64>,
@@ -192,7 +184,7 @@ async fn run_one(spec: &RlRoundsSpec, inputs: &Inputs, objective: Objective, see
         let mut row = RoundRow { objective: objective.name().into(), seed, round, model_version: agent.version.clone(), policy_version: policy_version.clone(), ..Default::default() };
         let world = World::new(inputs.router.clone(), bundle.clone(), Box::new(ModelEdge(agent)), inputs.cloud.clone());
         let tally = serve_traffic(spec, &world, &lake, seed, round).await?;
-        fill_traffic(&mut row, &tally, &spec.policy)?;
+        row.traffic = tally.measures(&spec.policy)?;
         if round < spec.rounds {
             let engine = LogEngine::open(&lake).await?;
             netgpt_dataset::build::build(&engine, &lake, netgpt_dataset::sql::DATASETS, Some(format!("round-{round}")), false).await?;
@@ -244,19 +236,6 @@ async fn serve_traffic(spec: &RlRoundsSpec, world: &World, lake: &Lake, seed: u6
     Ok(sink.tally)
 }
 
-fn fill_traffic(row: &mut RoundRow, tally: &TallyState, policy: &str) -> anyhow::Result<()> {
-    let m = tally.measures(policy)?;
-    row.answers = m.answers;
-    row.offload_rate = m.offload_rate;
-    row.explored_rate = m.explored_rate;
-    row.task_success = m.task_success;
-    row.schema_valid = m.schema_valid;
-    row.cost_per_1k = m.cost_per_1k;
-    row.edge_exact = m.edge_exact;
-    row.edge_schema_valid = m.edge_schema_valid;
-    Ok(())
-}
-
 /// The lake writer, with every record also shown to the tally.
 struct Tallied<'a> {
     lake: LakeWriter<'a>,
@@ -282,14 +261,14 @@ pub fn to_csv(rows: &[RoundRow]) -> String {
             r.round,
             r.model_version,
             r.policy_version,
-            r.answers,
-            r.offload_rate,
-            r.explored_rate,
-            r.task_success,
-            r.schema_valid,
-            r.edge_exact,
-            r.edge_schema_valid,
-            r.cost_per_1k,
+            r.traffic.answers,
+            r.traffic.offload_rate,
+            r.traffic.explored_rate,
+            r.traffic.task_success,
+            r.traffic.schema_valid,
+            r.traffic.edge_exact,
+            r.traffic.edge_schema_valid,
+            r.traffic.cost_per_1k,
             opt(r.rl_targets.map(|v| v.to_string())),
             opt(r.mean_reward.map(|v| format!("{v:.6}"))),
             opt(r.verdict.clone()),
@@ -312,7 +291,7 @@ pub fn offload_reductions(rows: &[RoundRow], objective: &str) -> Vec<f64> {
     seeds
         .iter()
         .filter_map(|&s| {
-            let at = |round: usize| rows.iter().find(|r| r.objective == objective && r.seed == s && r.round == round).map(|r| r.offload_rate);
+            let at = |round: usize| rows.iter().find(|r| r.objective == objective && r.seed == s && r.round == round).map(|r| r.traffic.offload_rate);
             let (first, end) = (at(0)?, at(last)?);
             (first > 0.0).then(|| 1.0 - end / first)
         })
@@ -327,12 +306,12 @@ pub fn summarise(rows: &[RoundRow], spec: &RlRoundsSpec, out: &Path, command: &s
     let objectives: Vec<&str> = spec.objectives.iter().map(|o| o.name()).collect();
     type Column = (&'static str, fn(&RoundRow) -> Option<f64>, usize);
     let columns: [Column; 6] = [
-        ("offload", |r| Some(r.offload_rate), 4),
-        ("task success", |r| Some(r.task_success), 4),
-        ("schema-valid", |r| Some(r.schema_valid), 4),
-        ("edge exact", |r| Some(r.edge_exact), 4),
+        ("offload", |r| Some(r.traffic.offload_rate), 4),
+        ("task success", |r| Some(r.traffic.task_success), 4),
+        ("schema-valid", |r| Some(r.traffic.schema_valid), 4),
+        ("edge exact", |r| Some(r.traffic.edge_exact), 4),
         ("mean reward (round trained on it)", |r| r.mean_reward, 3),
-        ("spend per 1k", |r| Some(r.cost_per_1k), 3),
+        ("spend per 1k", |r| Some(r.traffic.cost_per_1k), 3),
     ];
     let panels: Vec<Panel> = columns
         .iter()
@@ -386,8 +365,8 @@ pub fn summarise(rows: &[RoundRow], spec: &RlRoundsSpec, out: &Path, command: &s
         let red = Interval::of(&offload_reductions(rows, o));
         let first = |f: &dyn Fn(&RoundRow) -> Option<f64>| interval_of(rows, o, 0, f);
         let last = |f: &dyn Fn(&RoundRow) -> Option<f64>| interval_of(rows, o, spec.rounds, f);
-        let (s0, s1) = (first(&|r| Some(r.task_success)), last(&|r| Some(r.task_success)));
-        let valid = rows.iter().filter(|r| r.objective == *o).map(|r| r.schema_valid).fold(f64::INFINITY, f64::min);
+        let (s0, s1) = (first(&|r| Some(r.traffic.task_success)), last(&|r| Some(r.traffic.task_success)));
+        let valid = rows.iter().filter(|r| r.objective == *o).map(|r| r.traffic.schema_valid).fold(f64::INFINITY, f64::min);
         let equal_success = s1.hi() >= s0.lo();
         let verdict = if red.lo() >= 0.4 && equal_success && valid >= 0.99 {
             "meets the goal (≥ 40 % at equal success, schema validity ≥ 99 %)"

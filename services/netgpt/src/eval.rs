@@ -335,12 +335,12 @@ fn print_row(r: &RoundRow) {
         r.seed,
         r.round,
         r.model_version,
-        r.offload_rate,
-        r.explored_rate,
-        r.task_success,
-        r.schema_valid,
-        r.edge_exact,
-        r.cost_per_1k,
+        r.traffic.offload_rate,
+        r.traffic.explored_rate,
+        r.traffic.task_success,
+        r.traffic.schema_valid,
+        r.traffic.edge_exact,
+        r.traffic.cost_per_1k,
         r.rl_targets.map_or("-".to_string(), |n| n.to_string()),
         gate
     );
