@@ -111,27 +111,57 @@ fn share_noise(p: f64, n1: f64, n2: f64) -> f64 {
     1.96 * (p.clamp(0.01, 0.99) * (1.0 - p.clamp(0.01, 0.99)) * (1.0 / n1.max(1.0) + 1.0 / n2.max(1.0))).sqrt()
 }
 
-/// The comparison: per measure, both modes' means over seeds, the difference
-/// and whether it is within the noise of shares of that size. Returns the
-/// section text and whether every share agreed.
-pub fn summarise(rows: &[ModeRow], spec: &KafkaCheckSpec, command: &str) -> (String, bool) {
-    let of = |mode: &str, f: &dyn Fn(&Measures) -> f64| Interval::of(&rows.iter().filter(|r| r.mode == mode).map(|r| f(&r.measures)).collect::<Vec<_>>());
+/// One share measured both ways.
+#[derive(Debug, Clone)]
+pub struct ShareComparison {
+    pub name: &'static str,
+    pub in_process: Interval,
+    pub kafka: Interval,
+    /// 95 % half-width of a difference of two shares of these sizes.
+    pub noise: f64,
+}
+
+impl ShareComparison {
+    pub fn difference(&self) -> f64 {
+        self.kafka.mean - self.in_process.mean
+    }
+
+    pub fn agrees(&self) -> bool {
+        self.difference().abs() <= self.noise
+    }
+}
+
+fn mode_interval(rows: &[ModeRow], mode: &str, f: &dyn Fn(&Measures) -> f64) -> Interval {
+    Interval::of(&rows.iter().filter(|r| r.mode == mode).map(|r| f(&r.measures)).collect::<Vec<_>>())
+}
+
+/// Per share (offload, task success, schema-valid answers, edge exact): both
+/// modes' means over seeds and the noise their difference is judged against.
+pub fn compare(rows: &[ModeRow]) -> Vec<ShareComparison> {
     let answers = |mode: &str| rows.iter().filter(|r| r.mode == mode).map(|r| r.measures.answers as f64).sum::<f64>();
     let (n_in, n_kafka) = (answers("in-process"), answers("kafka"));
     type Share = (&'static str, fn(&Measures) -> f64);
     let shares: [Share; 4] = [("offload", |m| m.offload_rate), ("task success", |m| m.task_success), ("schema-valid answers", |m| m.schema_valid), ("edge exact", |m| m.edge_exact)];
-    let mut all_agree = true;
-    let mut body: Vec<Vec<String>> = shares
+    shares
         .iter()
         .map(|(name, f)| {
-            let (a, b) = (of("in-process", f), of("kafka", f));
-            let noise = share_noise((a.mean + b.mean) / 2.0, n_in, n_kafka);
-            let agree = (a.mean - b.mean).abs() <= noise;
-            all_agree &= agree;
-            vec![name.to_string(), a.show(4), b.show(4), format!("{:+.4}", b.mean - a.mean), format!("±{noise:.4}"), if agree { "yes" } else { "no" }.into()]
+            let (in_process, kafka) = (mode_interval(rows, "in-process", f), mode_interval(rows, "kafka", f));
+            let noise = share_noise((in_process.mean + kafka.mean) / 2.0, n_in, n_kafka);
+            ShareComparison { name, in_process, kafka, noise }
         })
+        .collect()
+}
+
+/// The comparison as a section of the results document. Returns the section
+/// text and whether every share agreed.
+pub fn summarise(rows: &[ModeRow], spec: &KafkaCheckSpec, command: &str) -> (String, bool) {
+    let comparisons = compare(rows);
+    let all_agree = comparisons.iter().all(ShareComparison::agrees);
+    let mut body: Vec<Vec<String>> = comparisons
+        .iter()
+        .map(|c| vec![c.name.to_string(), c.in_process.show(4), c.kafka.show(4), format!("{:+.4}", c.difference()), format!("±{:.4}", c.noise), if c.agrees() { "yes" } else { "no" }.into()])
         .collect();
-    let (ca, cb) = (of("in-process", &|m| m.cost_per_1k), of("kafka", &|m| m.cost_per_1k));
+    let (ca, cb) = (mode_interval(rows, "in-process", &|m| m.cost_per_1k), mode_interval(rows, "kafka", &|m| m.cost_per_1k));
     body.push(vec!["spend per 1k".into(), ca.show(3), cb.show(3), format!("{:+.3}", cb.mean - ca.mean), "(follows offload)".into(), "–".into()]);
     let mut s = String::from("## Through Kafka: the in-process mode against the broker pipeline\n\n");
     s.push_str(&format!(

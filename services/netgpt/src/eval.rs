@@ -143,7 +143,7 @@ pub struct AllArgs {
 const RL_ROUNDS: usize = 2;
 const RL_REQUESTS: u64 = 5_000;
 
-fn inputs(app: &AppConfig) -> Inputs {
+pub(crate) fn inputs(app: &AppConfig) -> Inputs {
     Inputs { edge: app.edge.clone(), router: app.router.clone(), cloud: app.cloud.simulated.clone(), trainer: app.trainer.clone() }
 }
 

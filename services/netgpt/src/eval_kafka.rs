@@ -71,3 +71,39 @@ async fn pipeline(app: &AppConfig, spec: &KafkaCheckSpec, seed: u64) -> anyhow::
     anyhow::ensure!(s.responses >= load.requests, "seed {seed}: {} of {} requests got an answer through the broker", s.responses, load.requests);
     s.measures(&spec.policy)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use netgpt_eval::through_kafka::{ModeRow, compare, in_process};
+
+    use super::*;
+
+    /// The check `eval through-kafka` makes, small: one seed through a fresh
+    /// local broker must answer every request (at least once) and measure what the
+    /// in-process run does. The bound is three times the 95 % noise of the
+    /// shares' difference, so chance alone almost never trips it, while a
+    /// broken stage (lost answers, nothing offloaded, wrong calls) does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_broker_pipeline_measures_what_the_in_process_run_does() -> anyhow::Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut app: AppConfig = netgpt_core::config::defaults_of()?;
+        app.edge.model_dir = root.join(&app.edge.model_dir);
+        app.router.router.bundle_dir = root.join(&app.router.router.bundle_dir);
+        let inputs = crate::eval::inputs(&app);
+        let spec = KafkaCheckSpec { seeds: vec![1], requests: 400, rate: 200.0, ..Default::default() };
+
+        let local = in_process(&inputs, &spec, 1).await?;
+        let broker = run_seed(&app, &inputs, &spec, 1).await?;
+        assert_eq!(local.answers, spec.requests);
+        // run_seed fails unless every request the load generator produced was
+        // answered; the generator paces by time and may stop a few short.
+        assert!(broker.answers as f64 >= 0.95 * spec.requests as f64, "{} of {} requests answered through the broker", broker.answers, spec.requests);
+        let rows = [ModeRow { mode: "in-process".into(), seed: 1, measures: local }, ModeRow { mode: "kafka".into(), seed: 1, measures: broker }];
+        for c in compare(&rows) {
+            assert!(c.difference().abs() <= 3.0 * c.noise, "{}: in-process {:.3}, through Kafka {:.3}, more than 3 × ±{:.3} apart", c.name, c.in_process.mean, c.kafka.mean, c.noise);
+        }
+        Ok(())
+    }
+}
