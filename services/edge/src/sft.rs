@@ -12,11 +12,11 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{EdgeAgent, METRICS_FILE};
+use crate::agent::{EdgeAgent, METRICS_FILE, Proposal};
 use crate::catalog::ToolCatalog;
 use crate::model::{EdgeModel, ModelConfig, log_softmax};
 use crate::tokenizer::{PAD, Tokenizer, UNK, words};
-use crate::workload::{Example, Split, WorkloadGenerator, same_call};
+use crate::workload::{Example, Split, WorkloadGenerator, same_call, template_text};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SftConfig {
@@ -100,6 +100,16 @@ pub struct Separation {
     pub reliability: Vec<ReliabilityBin>,
 }
 
+/// Exact calls on one phrasing template: where a tier's misses come from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TemplateScore {
+    pub tool: String,
+    pub template: String,
+    pub tier: String,
+    pub n: usize,
+    pub exact: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EvalReport {
     pub separation: Separation,
@@ -107,6 +117,9 @@ pub struct EvalReport {
     /// A few wrong answers (prompt, reference, proposed), for people to read.
     #[serde(default)]
     pub examples_wrong: Vec<(String, String, String)>,
+    /// Exact-call rate per template, worst first.
+    #[serde(default)]
+    pub by_template: Vec<TemplateScore>,
     pub seed: u64,
     pub by_tier: BTreeMap<String, TierMetrics>,
     pub overall: TierMetrics,
@@ -260,7 +273,13 @@ pub fn train_sft(cfg: &SftConfig, out_dir: &Path, show_progress: bool) -> anyhow
 /// Exact-match and schema-validity rates per difficulty tier on `per_tier`
 /// requests of each tier from `split`.
 pub fn evaluate(agent: &EdgeAgent, split: Split, seed: u64, per_tier: usize) -> anyhow::Result<EvalReport> {
-    let g = WorkloadGenerator::new(agent.catalog(), split)?;
+    evaluate_with(agent.catalog(), split, seed, per_tier, |e| Ok(agent.propose(&e.prompt)?))
+}
+
+/// [`evaluate`] for any backend that proposes a call for a request: the same
+/// requests for the same seed, so the figures of two backends compare.
+pub fn evaluate_with(catalog: &ToolCatalog, split: Split, seed: u64, per_tier: usize, mut propose: impl FnMut(&Example) -> anyhow::Result<Proposal>) -> anyhow::Result<EvalReport> {
+    let g = WorkloadGenerator::new(catalog, split)?;
     let mut rng = StdRng::seed_from_u64(seed);
     let mut buckets: BTreeMap<String, Vec<Example>> = BTreeMap::new();
     let mut draws = 0;
@@ -275,10 +294,11 @@ pub fn evaluate(agent: &EdgeAgent, split: Split, seed: u64, per_tier: usize) -> 
     let mut report = EvalReport { split: format!("{split:?}"), seed, ..Default::default() };
     let (mut all, mut latency) = (Vec::new(), 0f64);
     let mut scored: Vec<(f64, f64, f64, bool)> = Vec::new(); // mean lp, min lp, seq prob, right
+    let mut templates: BTreeMap<(String, usize), TemplateScore> = BTreeMap::new();
     for (tier, examples) in &buckets {
         let mut scores = Vec::with_capacity(examples.len());
         for e in examples {
-            let p = agent.propose(&e.prompt)?;
+            let p = propose(e)?;
             latency += p.latency.as_secs_f64() * 1e3;
             let parsed: Option<serde_json::Value> = serde_json::from_str(&p.call_json).ok();
             let exact = parsed.as_ref().is_some_and(|c| same_call(c, &e.call));
@@ -288,11 +308,16 @@ pub fn evaluate(agent: &EdgeAgent, split: Split, seed: u64, per_tier: usize) -> 
                 report.examples_wrong.push((e.prompt.clone(), e.call_json(), p.call_json.clone()));
             }
             scores.push((exact, p.check.valid, tool_ok));
+            let t = templates.entry((e.tool.clone(), e.template)).or_insert_with(|| TemplateScore { tool: e.tool.clone(), template: template_text(&e.tool, e.template).to_string(), tier: tier.clone(), ..Default::default() });
+            t.n += 1;
+            t.exact += f64::from(u8::from(exact));
         }
         report.by_tier.insert(tier.clone(), rates(&scores));
         all.extend(scores);
     }
     report.overall = rates(&all);
+    report.by_template = templates.into_values().map(|t| TemplateScore { exact: t.exact / t.n.max(1) as f64, ..t }).collect();
+    report.by_template.sort_by(|a, b| a.exact.total_cmp(&b.exact).then(b.n.cmp(&a.n)));
     report.separation = Separation {
         auroc_mean_logprob: auroc(&scored.iter().map(|s| (s.0, s.3)).collect::<Vec<_>>()),
         auroc_min_logprob: auroc(&scored.iter().map(|s| (s.1, s.3)).collect::<Vec<_>>()),

@@ -271,6 +271,11 @@ fn templates(tool: &str) -> &'static [&'static str] {
     }
 }
 
+/// The phrasing pattern of a tool's template, for reports ("" if unknown).
+pub fn template_text(tool: &str, template: usize) -> &'static str {
+    templates(tool).get(template).copied().unwrap_or("")
+}
+
 /// Phrasings of enum values (the first is the canonical name spelled out).
 fn synonyms(value: &str) -> &'static [&'static str] {
     match value {

@@ -44,6 +44,12 @@ pub struct SftArgs {
     /// Held-out requests evaluated per difficulty tier.
     #[arg(long)]
     pub eval_per_tier: Option<usize>,
+    /// Share of prompt words dropped in training.
+    #[arg(long)]
+    pub word_dropout: Option<f64>,
+    /// Probability of each framing augmentation of a training prompt.
+    #[arg(long)]
+    pub augment: Option<f64>,
 }
 
 pub fn run(app: &crate::AppConfig, cmd: TrainCommand) -> anyhow::Result<()> {
@@ -57,6 +63,8 @@ pub fn run(app: &crate::AppConfig, cmd: TrainCommand) -> anyhow::Result<()> {
                 batch: a.batch.unwrap_or(d.batch),
                 lr: a.lr.unwrap_or(d.lr),
                 eval_per_tier: a.eval_per_tier.unwrap_or(d.eval_per_tier),
+                word_dropout: a.word_dropout.unwrap_or(d.word_dropout),
+                augment: a.augment.unwrap_or(d.augment),
                 ..d
             };
             println!("training the edge model: {} steps x {} requests, seed {} -> {}", cfg.steps, cfg.batch, cfg.seed, a.out.display());
@@ -86,16 +94,87 @@ pub struct EvalEdgeArgs {
     /// Seed of the held-out requests (the training run used its seed + 1000).
     #[arg(long, default_value_t = 1007)]
     pub seed: u64,
+    /// Instead of the evaluation, print the model's proposal for this request
+    /// (repeatable), with its scores and schema check.
+    #[arg(long)]
+    pub prompt: Vec<String>,
+    /// Evaluate a pretrained GGUF chat model (llama or qwen2 architecture,
+    /// ChatML) instead of a model directory; infra/smollm2.sh fetches one.
+    #[arg(long, conflicts_with_all = ["model", "constrained"])]
+    pub gguf: Option<PathBuf>,
+    /// How the GGUF weights are held: quantized, f32 (faster without a
+    /// target-cpu build) or auto.
+    #[arg(long, default_value = "auto")]
+    pub gguf_weights: String,
 }
 
 /// `netgpt eval-edge`: held-out accuracy of a model directory.
 pub fn eval_edge(default_dir: &std::path::Path, a: EvalEdgeArgs) -> anyhow::Result<()> {
+    if let Some(path) = &a.gguf {
+        return eval_gguf(path, &a);
+    }
     let dir = a.model.unwrap_or_else(|| default_dir.to_path_buf());
     let mut agent = netgpt_edge::agent::EdgeAgent::load(&dir, "eval")?;
     agent.constrained = a.constrained;
     println!("model {}, {} decoding", dir.display(), if a.constrained { "schema-constrained" } else { "unconstrained" });
+    if !a.prompt.is_empty() {
+        for prompt in &a.prompt {
+            let p = agent.propose(prompt)?;
+            print_proposal(prompt, &p);
+        }
+        return Ok(());
+    }
     print_eval(&netgpt_edge::sft::evaluate(&agent, netgpt_edge::workload::Split::HeldOut, a.seed, a.per_tier)?);
     Ok(())
+}
+
+/// `netgpt eval-edge --gguf`: the same held-out requests (or `--prompt`s)
+/// through a pretrained GGUF chat model.
+fn eval_gguf(path: &std::path::Path, a: &EvalEdgeArgs) -> anyhow::Result<()> {
+    use netgpt_edge::gguf::{GgufEdge, Weights};
+    let edge = GgufEdge::load_with(path, a.gguf_weights.parse::<Weights>()?)?;
+    let c = &edge.model.config;
+    println!(
+        "GGUF model {} ({}, {:?}: {} layers, {} heads, {} key/value heads, {} weights), loaded in {:.1} s with its {}-token system turn; unconstrained greedy decoding",
+        path.display(),
+        c.name,
+        c.arch,
+        c.layers,
+        c.heads,
+        c.kv_heads,
+        if edge.model.dequantized { "f32" } else { "quantized" },
+        edge.load_time.as_secs_f64(),
+        edge.prefix_tokens()
+    );
+    if !a.prompt.is_empty() {
+        for prompt in &a.prompt {
+            let (p, g) = edge.propose_timed(prompt)?;
+            print_proposal(prompt, &p);
+            println!("  {} output tokens in {:.0} ms ({} request tokens in {:.0} ms, then {:.1} ms per token)", p.output_tokens, p.latency.as_secs_f64() * 1e3, g.prompt_tokens, g.prefill.as_secs_f64() * 1e3, g.decode.as_secs_f64() * 1e3 / p.output_tokens.saturating_sub(1).max(1) as f64);
+        }
+        return Ok(());
+    }
+    let progress = |done: usize, total: usize| {
+        if done.is_multiple_of(10) || done == total {
+            eprintln!("  {done}/{total} requests");
+        }
+    };
+    let e = netgpt_edge::gguf::evaluate(&edge, netgpt_edge::workload::Split::HeldOut, a.seed, a.per_tier, progress)?;
+    print_eval(&e.report);
+    println!(
+        "  cost: {:.1} output tokens per request, {:.1} ms per output token end to end; {:.0} ms per request turn ({:.1} tokens), then {:.1} ms per decoded token",
+        e.output_tokens as f64 / e.requests.max(1) as f64,
+        e.ms_per_output_token(),
+        e.prefill.as_secs_f64() * 1e3 / e.requests.max(1) as f64,
+        e.prompt_tokens as f64 / e.requests.max(1) as f64,
+        e.decode_ms_per_token()
+    );
+    Ok(())
+}
+
+fn print_proposal(prompt: &str, p: &netgpt_edge::agent::Proposal) {
+    let check = if p.check.valid { "schema-valid".to_string() } else { format!("invalid: {}", p.check.error.as_deref().unwrap_or("?")) };
+    println!("{prompt:?}\n  {}\n  mean log-prob {:.3}, min {:.3}, entropy {:.3}, {check}", p.call_json, p.mean_logprob, p.min_logprob, p.mean_entropy);
 }
 
 pub fn print_eval(r: &EvalReport) {
@@ -109,6 +188,13 @@ pub fn print_eval(r: &EvalReport) {
     if std::env::var_os("NETGPT_SHOW_ERRORS").is_some() {
         for (prompt, want, got) in &r.examples_wrong {
             println!("  x {prompt:?}\n      want {want}\n      got  {got}");
+        }
+    }
+    let weak: Vec<_> = r.by_template.iter().filter(|t| t.exact < 0.8).collect();
+    if !weak.is_empty() {
+        println!("  templates below 80 % exact:");
+        for t in weak {
+            println!("    {:<6} {:>5.1}% of {:>3}  {} {:?}", t.tier, 100.0 * t.exact, t.n, t.tool, t.template);
         }
     }
     let m = &r.overall;
