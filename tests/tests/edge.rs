@@ -40,7 +40,7 @@ fn proposals(landed: &[Landed]) -> Vec<netgpt_core::records::EdgeProposal> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_edge_stage_proposes_validates_dead_letters_and_hot_reloads() {
     let tb = TestBroker::start().await.unwrap();
-    let cfg = EdgeConfig { model_dir: checkpoint(), model_version: "sft-base".into(), max_prompt_bytes: 512, constrained_decoding: false };
+    let cfg = EdgeConfig { model_dir: checkpoint(), model_version: "sft-base".into(), max_prompt_bytes: 512, constrained_decoding: false, gguf_file: Default::default() };
     let stage = EdgeStage::load(&cfg).unwrap();
     let stop = CancellationToken::new();
     let (kafka, token) = (tb.kafka.clone(), stop.clone());

@@ -20,7 +20,7 @@ fn inputs(trainer: TrainerConfig) -> Inputs {
     let mut router = netgpt_router::RouterSettings::defaults();
     router.router.bundle_dir = repo_root().join("services/router/bundle");
     Inputs {
-        edge: EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true },
+        edge: EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true, gguf_file: Default::default() },
         router,
         cloud: netgpt_cloud::CloudConfig::defaults().simulated,
         trainer,

@@ -89,7 +89,7 @@ async fn every_request_is_decided_and_answered_once_by_network_aware_hot_reloade
     producer.send(SITE_TELEMETRY, &telemetry("S002", LinkRegime::Bad)).await.await.unwrap();
 
     let stop = CancellationToken::new();
-    let edge_cfg = EdgeConfig { model_dir: repo("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true };
+    let edge_cfg = EdgeConfig { model_dir: repo("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true, gguf_file: Default::default() };
     let (router, follower) = start_router(&tb, "funcdyn", &stop).await;
     assert_eq!(router.sites().len(), 2, "the follower read both sites' telemetry");
     let cloud = CloudGateway::from_config(&netgpt_cloud::CloudConfig::defaults(), RouterSettings::defaults().cost).unwrap();

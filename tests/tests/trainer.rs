@@ -80,7 +80,7 @@ async fn a_corrupted_candidate_changes_nothing_and_an_accepted_one_switches_rout
     assert_eq!(registry(&lake).await.unwrap().len(), 1);
 
     // Edge and router pick the pair up from the broker, as restarted stages do.
-    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true }).unwrap();
+    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true, gguf_file: Default::default() }).unwrap();
     edge.catch_up(&tb.kafka).await.unwrap();
     assert_eq!(edge.model_version(), model.version);
     let mut router = RouterStage::load(settings.clone(), SiteTable::default()).unwrap();
@@ -120,7 +120,7 @@ async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router
     let mut settings = netgpt_router::RouterSettings::defaults();
     settings.router.bundle_dir = bundle_dir;
     let mut router = RouterStage::load(settings.clone(), SiteTable::default()).unwrap().with_remote(remote.clone());
-    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true }).unwrap().with_remote(remote);
+    let mut edge = EdgeStage::load(&EdgeConfig { model_dir: checkpoint, model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true, gguf_file: Default::default() }).unwrap().with_remote(remote);
 
     // A model update whose folder is missing: refused, the old model keeps serving.
     let missing = netgpt_core::records::ModelUpdate { version: "edge-000000000000".into(), weights_uri: format!("{}-missing", model.weights_uri), ..model.clone() };
@@ -138,7 +138,7 @@ async fn a_pair_published_to_an_s3_lake_is_fetched_and_served_by_edge_and_router
     let cached_with = |file: &str| cache.read_dir().unwrap().flatten().map(|e| e.path()).find(|p| p.join(file).exists()).unwrap().join(file);
     std::fs::write(cached_with(netgpt_edge::agent::WEIGHTS_FILE), b"damaged").unwrap();
     std::fs::write(cached_with(netgpt_router::bundle::BUNDLE_FILE), b"damaged").unwrap();
-    let mut another = EdgeStage::load(&EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true })
+    let mut another = EdgeStage::load(&EdgeConfig { model_dir: repo_root().join("services/edge/checkpoint"), model_version: "sft-base".into(), max_prompt_bytes: 2048, constrained_decoding: true, gguf_file: Default::default() })
         .unwrap()
         .with_remote(netgpt_core::fetch::RemoteFolders { options: s3.options(), cache: cache.clone() });
     another.reload(&model).await;

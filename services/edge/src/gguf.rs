@@ -1116,7 +1116,7 @@ pub fn evaluate(edge: &GgufEdge, split: Split, seed: u64, per_tier: usize, mut p
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A byte-level vocabulary: ChatML specials, the 256 byte tokens, a few merges.
@@ -1220,7 +1220,7 @@ mod tests {
 
     /// The SmolLM2 GGUF when present: `$NETGPT_GGUF`, else
     /// `$NETGPT_HOME/models/` (default ~/.cache/netgpt), as `infra/smollm2.sh` puts it.
-    fn smollm2() -> Option<std::path::PathBuf> {
+    pub(crate) fn smollm2() -> Option<std::path::PathBuf> {
         let path = match std::env::var_os("NETGPT_GGUF") {
             Some(p) => std::path::PathBuf::from(p),
             None => {

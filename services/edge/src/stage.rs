@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use netgpt_core::fetch::RemoteFolders;
 
-use crate::agent::{CONFIG_FILE, EdgeAgent, ProposeError, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::agent::{CONFIG_FILE, EdgeAgent, Proposal, ProposeError, TOKENIZER_FILE, WEIGHTS_FILE};
+use crate::gguf::GgufEdge;
 
 /// `[edge]` in netgpt.toml.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,10 +28,39 @@ pub struct EdgeConfig {
     pub max_prompt_bytes: usize,
     /// Mask, while decoding, every token that would break the JSON or the tool's schema.
     pub constrained_decoding: bool,
+    /// A pretrained GGUF chat model served instead of `model_dir` (see
+    /// `gguf.rs`); empty: the native model. Trainer `ModelUpdate`s name native
+    /// models, so a GGUF edge keeps its model when one arrives.
+    #[serde(default)]
+    pub gguf_file: PathBuf,
+}
+
+/// The model behind the stage: netgpt's own, or a pretrained GGUF chat model.
+// One per stage and never moved on a hot path, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum EdgeModelBackend {
+    Native(EdgeAgent),
+    Gguf(GgufEdge),
+}
+
+impl EdgeModelBackend {
+    fn version(&self) -> &str {
+        match self {
+            Self::Native(a) => &a.version,
+            Self::Gguf(g) => &g.version,
+        }
+    }
+
+    fn propose(&self, prompt: &str) -> Result<Proposal, ProposeError> {
+        match self {
+            Self::Native(a) => a.propose(prompt),
+            Self::Gguf(g) => g.propose(prompt),
+        }
+    }
 }
 
 pub struct EdgeStage {
-    agent: EdgeAgent,
+    agent: EdgeModelBackend,
     max_prompt_bytes: usize,
     constrained: bool,
     /// Where published models on an object store are read from.
@@ -40,7 +70,7 @@ pub struct EdgeStage {
 impl EdgeStage {
     pub fn new(mut agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
         agent.constrained = cfg.constrained_decoding;
-        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) }
+        Self { agent: EdgeModelBackend::Native(agent), max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) }
     }
 
     /// Reads published models on an object store with these options (the lake's).
@@ -50,11 +80,16 @@ impl EdgeStage {
     }
 
     pub fn load(cfg: &EdgeConfig) -> anyhow::Result<Self> {
-        Ok(Self::new(EdgeAgent::load(&cfg.model_dir, &cfg.model_version)?, cfg))
+        if cfg.gguf_file.as_os_str().is_empty() {
+            return Ok(Self::new(EdgeAgent::load(&cfg.model_dir, &cfg.model_version)?, cfg));
+        }
+        let gguf = GgufEdge::load(&cfg.gguf_file)?;
+        tracing::info!(file = %cfg.gguf_file.display(), version = %gguf.version, "the edge serves a GGUF chat model (unconstrained decoding)");
+        Ok(Self { agent: EdgeModelBackend::Gguf(gguf), max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) })
     }
 
     pub fn model_version(&self) -> &str {
-        &self.agent.version
+        self.agent.version()
     }
 
     fn propose(&self, request: ToolRequest) -> Result<EdgeProposal, Rejection> {
@@ -66,7 +101,7 @@ impl EdgeStage {
             ProposeError::PromptTooLong { .. } => Rejection(e.to_string()),
             ProposeError::Model(m) => Rejection(format!("edge model failed on this request: {m}")),
         })?;
-        Ok(proposal_record(request, &self.agent.version, p, TimestampMillis::now()))
+        Ok(proposal_record(request, self.agent.version(), p, TimestampMillis::now()))
     }
 
     /// Applies the newest edge update already on the compacted update topic, so
@@ -83,17 +118,21 @@ impl EdgeStage {
     /// Loads the model an update names (from the object store when it is
     /// remote); on any failure the current model stays.
     pub async fn reload(&mut self, update: &ModelUpdate) {
-        if update.version == self.agent.version {
+        if update.version == self.agent.version() {
+            return;
+        }
+        if let EdgeModelBackend::Gguf(g) = &self.agent {
+            tracing::warn!(version = %update.version, "model update names a native model; the GGUF edge keeps serving {}", g.version);
             return;
         }
         let loaded = self.remote.load(&update.weights_uri, &[WEIGHTS_FILE, CONFIG_FILE, TOKENIZER_FILE], |dir| load_update_from(update, dir)).await;
         match loaded {
             Ok(mut agent) => {
                 agent.constrained = self.constrained;
-                tracing::info!(from = %self.agent.version, to = %update.version, "edge model hot-reloaded");
-                self.agent = agent;
+                tracing::info!(from = %self.agent.version(), to = %update.version, "edge model hot-reloaded");
+                self.agent = EdgeModelBackend::Native(agent);
             }
-            Err(e) => tracing::error!(version = %update.version, uri = %update.weights_uri, error = %e, "model update not loaded; keeping {}", self.agent.version),
+            Err(e) => tracing::error!(version = %update.version, uri = %update.weights_uri, error = %e, "model update not loaded; keeping {}", self.agent.version()),
         }
     }
 }
@@ -151,5 +190,34 @@ impl Stage for EdgeStage {
             }
             other => Err(Rejection(format!("the edge stage takes ToolRequest and ModelUpdate records, not {}", other.record_name()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    /// With `edge.gguf_file` set the stage serves the GGUF model: proposals
+    /// carry its version, and a (native) model update leaves it in place.
+    /// Skipped without the SmolLM2 file (`infra/smollm2.sh`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_gguf_edge_proposes_under_its_own_version_and_keeps_it_on_native_updates() {
+        let Some(path) = crate::gguf::tests::smollm2() else {
+            eprintln!("skipped: no SmolLM2 GGUF (run infra/smollm2.sh or set NETGPT_GGUF)");
+            return;
+        };
+        let cfg = EdgeConfig { model_dir: PathBuf::from("/nonexistent"), model_version: "unused".into(), max_prompt_bytes: 512, constrained_decoding: true, gguf_file: path };
+        let mut stage = EdgeStage::load(&cfg).unwrap();
+        assert_eq!(stage.model_version(), "SmolLM2-135M-Instruct.Q4_1");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut request = netgpt_core::samples::tool_request(&mut rng);
+        request.prompt = "list alarms at site S012".into();
+        let proposal = stage.propose(request).unwrap();
+        assert_eq!(proposal.model_version, "SmolLM2-135M-Instruct.Q4_1");
+        assert!(proposal.output_tokens > 0 && proposal.mean_logprob <= 0.0);
+        stage.reload(&netgpt_core::samples::model_update(&mut rng)).await;
+        assert_eq!(stage.model_version(), "SmolLM2-135M-Instruct.Q4_1");
     }
 }
