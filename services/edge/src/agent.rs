@@ -33,6 +33,25 @@ pub struct Proposal {
     pub latency: Duration,
 }
 
+impl Proposal {
+    /// A decoded call with the features the router's scorer reads, from its
+    /// tokens' log-probabilities and entropies (one definition for every
+    /// backend, so the scorer sees the same features from each).
+    pub fn scored(catalog: &ToolCatalog, call_json: String, logprobs: &[f64], entropies: &[f64], started: Instant) -> Self {
+        let check = catalog.check_call(&call_json);
+        let n = logprobs.len().max(1) as f64;
+        Self {
+            call_json,
+            check,
+            mean_logprob: logprobs.iter().sum::<f64>() / n,
+            min_logprob: logprobs.iter().copied().fold(0.0, f64::min),
+            mean_entropy: entropies.iter().sum::<f64>() / n,
+            output_tokens: logprobs.len(),
+            latency: started.elapsed(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProposeError {
     #[error("the prompt takes {tokens} tokens; the edge model reads at most {max}")]
@@ -94,8 +113,7 @@ impl EdgeAgent {
         let input = Tensor::new(encoded.ids.as_slice(), &device)?.unsqueeze(0)?;
         let logits = self.model.forward_cached(&input, &mut cache, true)?;
         let mut last = logits.narrow(1, encoded.ids.len() - 1, 1)?.flatten_all()?;
-        let mut out = Vec::new();
-        let (mut sum_lp, mut min_lp, mut sum_ent) = (0f64, 0f64, 0f64);
+        let (mut out, mut logprobs, mut entropies) = (Vec::new(), Vec::new(), Vec::new());
         let mut grammar = self.constrained.then(|| CallGrammar::new(&self.tokenizer, self.catalog, &encoded.slots));
         for _ in 0..MAX_CALL_TOKENS {
             if let Some(allowed) = grammar.as_ref().and_then(CallGrammar::allowed).filter(|a| !a.is_empty()) {
@@ -112,9 +130,8 @@ impl EdgeAgent {
             let entropy = -(p.clone() * logp.maximum(-1e30)?)?.sum_all()?.to_scalar::<f32>()? as f64;
             let next = logp.argmax(D::Minus1)?.to_scalar::<u32>()?;
             let lp = logp.get(next as usize)?.to_scalar::<f32>()? as f64;
-            sum_lp += lp;
-            min_lp = min_lp.min(lp);
-            sum_ent += entropy;
+            logprobs.push(lp);
+            entropies.push(entropy);
             out.push(next);
             if let Some(g) = grammar.as_mut() {
                 g.advance(next);
@@ -126,16 +143,6 @@ impl EdgeAgent {
             last = self.model.forward_cached(&step, &mut cache, true)?.flatten_all()?;
         }
         let call_json = self.tokenizer.decode_call(&out, &encoded.slots);
-        let check = self.catalog.check_call(&call_json);
-        let n = out.len().max(1) as f64;
-        Ok(Proposal {
-            call_json,
-            check,
-            mean_logprob: sum_lp / n,
-            min_logprob: min_lp,
-            mean_entropy: sum_ent / n,
-            output_tokens: out.len(),
-            latency: started.elapsed(),
-        })
+        Ok(Proposal::scored(self.catalog, call_json, &logprobs, &entropies, started))
     }
 }

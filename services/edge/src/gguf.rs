@@ -1051,18 +1051,7 @@ impl GgufEdge {
             Some(obj) => normalise_call(&String::from_utf8_lossy(obj)),
             None => String::from_utf8_lossy(&answer).trim().to_string(),
         };
-        let check = self.catalog.check_call(&call_json);
-        let n = g.ids.len().max(1) as f64;
-        let p = Proposal {
-            call_json,
-            check,
-            mean_logprob: g.logprobs.iter().sum::<f64>() / n,
-            min_logprob: g.logprobs.iter().copied().fold(0.0, f64::min),
-            mean_entropy: g.entropies.iter().sum::<f64>() / n,
-            output_tokens: g.ids.len(),
-            latency: started.elapsed(),
-        };
-        Ok((p, g))
+        Ok((Proposal::scored(self.catalog, call_json, &g.logprobs, &g.entropies, started), g))
     }
 }
 

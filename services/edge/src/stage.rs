@@ -70,7 +70,11 @@ pub struct EdgeStage {
 impl EdgeStage {
     pub fn new(mut agent: EdgeAgent, cfg: &EdgeConfig) -> Self {
         agent.constrained = cfg.constrained_decoding;
-        Self { agent: EdgeModelBackend::Native(agent), max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) }
+        Self::serving(EdgeModelBackend::Native(agent), cfg)
+    }
+
+    fn serving(agent: EdgeModelBackend, cfg: &EdgeConfig) -> Self {
+        Self { agent, max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) }
     }
 
     /// Reads published models on an object store with these options (the lake's).
@@ -85,7 +89,7 @@ impl EdgeStage {
         }
         let gguf = GgufEdge::load(&cfg.gguf_file)?;
         tracing::info!(file = %cfg.gguf_file.display(), version = %gguf.version, "the edge serves a GGUF chat model (unconstrained decoding)");
-        Ok(Self { agent: EdgeModelBackend::Gguf(gguf), max_prompt_bytes: cfg.max_prompt_bytes, constrained: cfg.constrained_decoding, remote: RemoteFolders::new(Default::default()) })
+        Ok(Self::serving(EdgeModelBackend::Gguf(gguf), cfg))
     }
 
     pub fn model_version(&self) -> &str {
