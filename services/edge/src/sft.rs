@@ -36,7 +36,10 @@ pub struct SftConfig {
     /// Held-out requests evaluated per difficulty tier.
     pub eval_per_tier: usize,
     /// Share of prompt words replaced by `<unk>` in training, so the model does
-    /// not hinge on any one word (held-out phrasings have unseen words).
+    /// not hinge on any one word (held-out phrasings have unseen words). Words
+    /// that state an argument's value are never dropped: the target still
+    /// holds the value, and hiding its words would teach the model to invent
+    /// values the request does not state.
     pub word_dropout: f64,
     /// Probability of each framing augmentation of a training prompt (a
     /// different generic request verb, a polite prefix, a trailing filler).
@@ -166,8 +169,9 @@ fn batch_tensors<R: rand::Rng>(tok: &Tokenizer, examples: &[Example], word_dropo
     for e in examples {
         let mut p = tok.encode_prompt(&e.prompt);
         if word_dropout > 0.0 {
+            let values: Vec<u32> = e.value_phrases.iter().flat_map(|v| words(v)).filter_map(|w| tok.id(&w)).collect();
             for id in p.ids.iter_mut() {
-                if tok.is_word(*id) && rng.random_bool(word_dropout) {
+                if tok.is_word(*id) && !values.contains(id) && rng.random_bool(word_dropout) {
                     *id = UNK;
                 }
             }

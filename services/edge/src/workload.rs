@@ -29,6 +29,9 @@ pub struct Example {
     pub call: Value,
     pub difficulty: Difficulty,
     pub template: usize,
+    /// The text each argument value was rendered as ("sev 1", "3 hours"):
+    /// the words that carry the call's values, which training must not hide.
+    pub value_phrases: Vec<String>,
 }
 
 impl Example {
@@ -390,12 +393,15 @@ impl<'c> WorkloadGenerator<'c> {
         let mut args = Map::new();
         let mut prompt = String::with_capacity(text.len() + 32);
         let mut rest = text;
+        let mut value_phrases = Vec::new();
         while let Some(open) = rest.find('{') {
             prompt.push_str(&rest[..open]);
             let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
             let spec = &rest[open + 1..close];
             let (arg, style) = spec.split_once(':').unwrap_or((spec, ""));
-            prompt.push_str(&self.render(rng, tool, arg, style, &mut args));
+            let phrase = self.render(rng, tool, arg, style, &mut args);
+            prompt.push_str(&phrase);
+            value_phrases.push(phrase);
             rest = &rest[(close + 1).min(rest.len())..];
         }
         prompt.push_str(rest);
@@ -415,7 +421,7 @@ impl<'c> WorkloadGenerator<'c> {
         } else {
             Difficulty::Medium
         };
-        Example { prompt, tool: tool.name.clone(), call: json!({"tool": tool.name, "arguments": ordered}), difficulty, template: template_id }
+        Example { prompt, tool: tool.name.clone(), call: json!({"tool": tool.name, "arguments": ordered}), difficulty, template: template_id, value_phrases }
     }
 
     fn render<R: Rng>(&self, rng: &mut R, tool: &Tool, arg: &str, style: &str, args: &mut Map<String, Value>) -> String {
