@@ -101,6 +101,49 @@ async fn an_archiver_killed_mid_stream_and_restarted_archives_every_record_exact
     tb.broker.stop().await;
 }
 
+/// Archives `batch` from a fresh local broker into `lake` and returns the
+/// archiver's report once every record of it is durable.
+async fn archive_through_a_fresh_broker(lake: &Arc<Lake>, dir: &std::path::Path, batch: &[netgpt_core::records::ToolRequest]) -> netgpt_archive::archiver::ArchiveReport {
+    let tb = TestBroker::start().await.unwrap();
+    let producer = Producer::new(&tb.kafka).unwrap();
+    for r in batch {
+        producer.send(TOOL_REQUESTS, r).await.await.unwrap();
+    }
+    let archiver = Archiver::new(config(dir), lake.clone()).await.unwrap();
+    let seen = archiver.records_seen();
+    let stop = CancellationToken::new();
+    let (kafka, token) = (tb.kafka.clone(), stop.clone());
+    let task = tokio::spawn(async move { archiver.run(&kafka, "test.archive-clusters", Metrics::new(), token).await });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.load(Ordering::Relaxed) < batch.len() as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let report = task.await.unwrap().unwrap();
+    tb.broker.stop().await;
+    report
+}
+
+/// The demo starts an in-memory broker every run and archives to the same lake:
+/// the second broker numbers its offsets from 0 again, and its records are
+/// new, not "already archived" (nor written over the first run's files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lake_shared_by_two_broker_lifetimes_keeps_the_records_of_both() {
+    let dir = std::env::temp_dir().join(format!("netgpt-archive-clusters-{}", uuid::Uuid::new_v4()));
+    let lake = Arc::new(Lake::open(dir.to_str().unwrap(), &BTreeMap::new()).unwrap());
+    let (first, second) = (requests(200, 21, &["S001", "S002"]), requests(150, 22, &["S003"]));
+    let report = archive_through_a_fresh_broker(&lake, &dir, &first).await;
+    assert_eq!((report.records_written, report.already_archived), (200, 0), "{report:?}");
+    let report = archive_through_a_fresh_broker(&lake, &dir, &second).await;
+    assert_eq!((report.records_written, report.already_archived), (150, 0), "{report:?}");
+
+    let engine = LogEngine::open(&lake).await.unwrap();
+    assert_eq!(count(&engine, "SELECT count(*) FROM tool_requests").await, 350);
+    assert_eq!(count(&engine, "SELECT count(DISTINCT request_id) FROM tool_requests").await, 350);
+    assert_eq!(count(&engine, "SELECT count(*) FROM tool_requests WHERE site_id = 'S003'").await, 150);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The same archiver and SQL on `s3://`: a real S3-compatible server (moto,
 /// installed by infra/setup.sh) on loopback, no mock object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

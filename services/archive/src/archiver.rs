@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ArchiveConfig;
 use crate::schema::{Origin, arrow_schema, batch, record_of_topic, row, table_name};
-use crate::store::{Lake, ObjectName};
+use crate::store::{Lake, ObjectName, cluster_tag};
 
 pub const STAGE: &str = "archive";
 
@@ -78,6 +78,9 @@ pub struct Archiver {
     seen: Arc<std::sync::atomic::AtomicU64>,
     /// Partitions whose archived offset was listed since this process got them.
     listed: std::collections::HashSet<(String, i32)>,
+    /// [`cluster_tag`] of the cluster consumed: its objects are the ones that
+    /// say what is archived (read when `run` starts).
+    cluster: String,
 }
 
 /// The hour (since the epoch) of a millisecond timestamp: files never span two.
@@ -96,7 +99,7 @@ impl Archiver {
             let table = Table { name: table_name(&topic), schema: arrow_schema(&record)?, record };
             tables.insert(topic, table);
         }
-        Ok(Self { cfg, lake, tables, archived: HashMap::new(), buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default(), listed: Default::default() })
+        Ok(Self { cfg, lake, tables, archived: HashMap::new(), buffers: HashMap::new(), report: ArchiveReport::default(), seen: Arc::default(), listed: Default::default(), cluster: String::new() })
     }
 
     /// The highest archived offsets of `key`'s table, read from the lake. One
@@ -104,7 +107,7 @@ impl Archiver {
     /// as of now); `key` counts as listed even when nothing of it is archived.
     async fn relist(&mut self, key: &(String, i32)) -> anyhow::Result<()> {
         let table = self.tables.get(&key.0).ok_or_else(|| anyhow::anyhow!("no table for {}", key.0))?;
-        let found = self.lake.archived_offsets(&table.name).await?;
+        let found = self.lake.archived_offsets(&table.name, &self.cluster).await?;
         if !found.contains_key(&key.1) {
             self.archived.remove(key);
         }
@@ -131,6 +134,14 @@ impl Archiver {
     /// Consumes until `shutdown`, then writes what is buffered and commits.
     pub async fn run(mut self, kafka: &KafkaConfig, group: &str, metrics: Arc<Metrics>, shutdown: CancellationToken) -> anyhow::Result<ArchiveReport> {
         let producer = Producer::new(kafka)?;
+        // Without the id, offsets could not be told from another cluster's:
+        // better to stop here than to skip or overwrite records.
+        let metadata = kafka.clone();
+        let cluster_id = tokio::task::spawn_blocking(move || netgpt_core::bus::cluster_id(&metadata, Duration::from_secs(10)))
+            .await??
+            .ok_or_else(|| anyhow::anyhow!("the brokers at {} reported no cluster id within 10 s", kafka.bootstrap_servers))?;
+        self.cluster = cluster_tag(&cluster_id);
+        tracing::info!(cluster_id, tag = %self.cluster, "archiving for this cluster");
         let consumer = group_consumer(kafka, group, STAGE, metrics.clone())?;
         let topics = self.topics();
         consumer.subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())?;
@@ -269,7 +280,7 @@ impl Archiver {
         }
         if let Some((_, last)) = buffer.rows.last() {
             let table = self.tables.get(topic).ok_or_else(|| anyhow::anyhow!("no table for {topic}"))?;
-            let path = write_object(&self.lake, &table.name, &table.schema, *partition, &buffer.rows).await?;
+            let path = write_object(&self.lake, &table.name, &table.schema, &self.cluster, *partition, &buffer.rows).await?;
             self.archived.insert(key.clone(), last.offset);
             self.report.files_written += 1;
             self.report.records_written += buffer.rows.len() as u64;
@@ -282,10 +293,10 @@ impl Archiver {
 
 /// Writes rows of one Kafka partition (contiguous offsets, in order) as one
 /// object of `table`, in the Hive partition of the first row's hour, named by
-/// the partition and offset range; returns its path.
-pub async fn write_object(lake: &Lake, table: &str, schema: &SchemaRef, partition: i32, rows: &[(serde_json::Map<String, Value>, Origin)]) -> anyhow::Result<object_store::path::Path> {
+/// the cluster's tag, the partition and the offset range; returns its path.
+pub async fn write_object(lake: &Lake, table: &str, schema: &SchemaRef, cluster: &str, partition: i32, rows: &[(serde_json::Map<String, Value>, Origin)]) -> anyhow::Result<object_store::path::Path> {
     let (Some((_, first)), Some((_, last))) = (rows.first(), rows.last()) else { anyhow::bail!("no rows to write to {table}") };
-    let name = ObjectName { partition, first_offset: first.offset, last_offset: last.offset };
+    let name = ObjectName { cluster: cluster.to_string(), partition, first_offset: first.offset, last_offset: last.offset };
     let at = Utc.timestamp_millis_opt(first.timestamp_ms).single().unwrap_or_else(Utc::now);
     let path = lake.object_path(table, &at.format("%Y-%m-%d").to_string(), at.format("%H").to_string().parse().unwrap_or(0), &name);
     let bytes = parquet_bytes(schema, rows)?;

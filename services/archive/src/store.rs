@@ -1,11 +1,15 @@
 //! The lake: an object store opened from a URL, table and object paths, and
 //! what is already archived.
 //!
-//! Object names carry the Kafka partition and the offset range of the records
-//! inside: `TABLE/date=YYYY-MM-DD/hour=HH/part-p0002-o00000000000000001000-o00000000000000001999.parquet`.
+//! Object names carry a tag of the Kafka cluster, the partition and the
+//! offset range of the records inside:
+//! `TABLE/date=YYYY-MM-DD/hour=HH/part-c0123456789abcdef-p0002-o00000000000000001000-o00000000000000001999.parquet`.
 //! Objects are written whole (object_store puts are atomic), and offsets are
 //! committed only afterwards, so at start-up the highest offset named per
-//! table and partition says exactly which records are already durable.
+//! table and partition of this cluster says exactly which records are already
+//! durable. Offsets mean nothing across clusters: a new cluster (the demo's
+//! in-memory broker at every start) numbers from 0 again, and without the tag
+//! its records would pass for archived ones, or overwrite them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,8 +28,11 @@ pub struct Lake {
 }
 
 /// An archived object's place in its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectName {
+    /// [`cluster_tag`] of the cluster whose offsets these are ("" in names
+    /// written before clusters were told apart).
+    pub cluster: String,
     pub partition: i32,
     pub first_offset: i64,
     pub last_offset: i64,
@@ -33,17 +40,31 @@ pub struct ObjectName {
 
 impl ObjectName {
     pub fn file_name(&self) -> String {
-        format!("part-p{:04}-o{:020}-o{:020}.parquet", self.partition, self.first_offset, self.last_offset)
+        let cluster = if self.cluster.is_empty() { String::new() } else { format!("c{}-", self.cluster) };
+        format!("part-{cluster}p{:04}-o{:020}-o{:020}.parquet", self.partition, self.first_offset, self.last_offset)
     }
 
     pub fn parse(file_name: &str) -> Option<Self> {
-        let rest = file_name.strip_prefix("part-p")?.strip_suffix(".parquet")?;
-        let mut parts = rest.split("-o");
+        let rest = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+        let (cluster, rest) = match rest.strip_prefix('c') {
+            Some(tagged) => {
+                let (tag, rest) = tagged.split_once('-')?;
+                (tag.bytes().all(|b| b.is_ascii_hexdigit()).then(|| tag.to_string())?, rest)
+            }
+            None => (String::new(), rest),
+        };
+        let mut parts = rest.strip_prefix('p')?.split("-o");
         let partition = parts.next()?.parse().ok()?;
         let first_offset = parts.next()?.parse().ok()?;
         let last_offset = parts.next()?.parse().ok()?;
-        parts.next().is_none().then_some(Self { partition, first_offset, last_offset })
+        parts.next().is_none().then_some(Self { cluster, partition, first_offset, last_offset })
     }
+}
+
+/// A short, file-name-safe tag of a Kafka cluster id (FNV-1a, 64 bits, hex).
+pub fn cluster_tag(cluster_id: &str) -> String {
+    let hash = cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{hash:016x}")
 }
 
 impl Lake {
@@ -99,10 +120,10 @@ impl Lake {
         Ok(metas.into_iter().filter_map(|m| ObjectName::parse(m.location.filename()?).map(|n| (m.location, n))).collect())
     }
 
-    /// Highest archived offset per partition of `table`.
-    pub async fn archived_offsets(&self, table: &str) -> anyhow::Result<HashMap<i32, i64>> {
+    /// Highest archived offset per partition of `table`, of the cluster tagged `cluster`.
+    pub async fn archived_offsets(&self, table: &str, cluster: &str) -> anyhow::Result<HashMap<i32, i64>> {
         let mut out: HashMap<i32, i64> = HashMap::new();
-        for (_, n) in self.objects(table).await? {
+        for (_, n) in self.objects(table).await?.into_iter().filter(|(_, n)| n.cluster == cluster) {
             let e = out.entry(n.partition).or_insert(n.last_offset);
             *e = (*e).max(n.last_offset);
         }
@@ -117,23 +138,30 @@ mod tests {
 
     #[test]
     fn object_names_round_trip_and_sort_by_offset() {
-        let n = ObjectName { partition: 2, first_offset: 1000, last_offset: 1999 };
-        assert_eq!(ObjectName::parse(&n.file_name()), Some(n));
+        let n = ObjectName { cluster: cluster_tag("MkU3OEVBNTcwNTJENDM2Qg"), partition: 2, first_offset: 1000, last_offset: 1999 };
+        assert_eq!(ObjectName::parse(&n.file_name()), Some(n.clone()));
+        let untagged = ObjectName { cluster: String::new(), ..n.clone() };
+        assert_eq!(ObjectName::parse(&untagged.file_name()), Some(untagged));
+        assert_eq!(ObjectName::parse("part-p0002-o00000000000000000001-o00000000000000000009.parquet").map(|n| n.last_offset), Some(9));
         assert!(ObjectName::parse("part-p2-o1.parquet").is_none());
+        assert!(ObjectName::parse("part-cnot_hex-p0002-o1-o2.parquet").is_none());
         assert!(ObjectName::parse("notes.txt").is_none());
-        let later = ObjectName { partition: 2, first_offset: 2000, last_offset: 2999 };
+        let later = ObjectName { first_offset: 2000, last_offset: 2999, ..n.clone() };
         assert!(n.file_name() < later.file_name());
+        assert_ne!(cluster_tag("a"), cluster_tag("b"));
     }
 
     #[tokio::test]
     async fn a_local_lake_lists_what_was_put() {
         let dir = std::env::temp_dir().join(format!("netgpt-lake-{}", uuid::Uuid::new_v4()));
         let lake = Lake::open(dir.to_str().unwrap(), &BTreeMap::new()).unwrap();
-        for (first, last) in [(0, 9), (10, 19)] {
-            let name = ObjectName { partition: 1, first_offset: first, last_offset: last };
+        for (cluster, first, last) in [("a", 0, 9), ("a", 10, 19), ("b", 0, 29)] {
+            let name = ObjectName { cluster: cluster_tag(cluster), partition: 1, first_offset: first, last_offset: last };
             lake.store.put(&lake.object_path("t", "2026-12-04", 7, &name), bytes::Bytes::from_static(b"x").into()).await.unwrap();
         }
-        assert_eq!(lake.archived_offsets("t").await.unwrap(), HashMap::from([(1, 19)]));
+        assert_eq!(lake.archived_offsets("t", &cluster_tag("a")).await.unwrap(), HashMap::from([(1, 19)]));
+        assert_eq!(lake.archived_offsets("t", &cluster_tag("b")).await.unwrap(), HashMap::from([(1, 29)]));
+        assert!(lake.archived_offsets("t", &cluster_tag("c")).await.unwrap().is_empty());
         assert!(lake.table_url("t").starts_with("file:///") && lake.table_url("t").ends_with("/t/"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

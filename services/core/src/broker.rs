@@ -34,9 +34,13 @@ impl LocalBroker {
         }
         let port = if cfg.port == 0 { free_port()? } else { cfg.port };
         let url = format!("tcp://127.0.0.1:{port}");
+        // Its storage is in memory, so every start is a new cluster whose
+        // offsets begin at 0 again: a fresh cluster id says so to the archiver,
+        // which names lake objects by cluster, partition and offsets.
+        let cluster_id = format!("netgpt-local-{}", uuid::Uuid::new_v4().simple());
         let child = Command::new(&bin)
             .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/"])
+            .args(["--listener-url", &url, "--advertised-listener-url", &url, "--storage-engine", "memory://tansu/", "--cluster-id", &cluster_id])
             .env("RUST_LOG", "error")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

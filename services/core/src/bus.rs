@@ -244,6 +244,12 @@ pub fn list_topics(cfg: &KafkaConfig, timeout: Duration) -> anyhow::Result<Vec<(
     Ok(topics)
 }
 
+/// The id the cluster reports for itself (Kafka metadata), if it reports one.
+pub fn cluster_id(cfg: &KafkaConfig, timeout: Duration) -> anyhow::Result<Option<String>> {
+    let consumer: BaseConsumer = cfg.client_config()?.create().context("creating a metadata client")?;
+    Ok(consumer.client().fetch_cluster_id(timeout))
+}
+
 /// A read-only consumer: it never commits, so it moves no group's offsets.
 pub fn reader(cfg: &KafkaConfig, group_id: &str) -> anyhow::Result<StreamConsumer> {
     cfg.client_config_with(&[("group.id", group_id.to_string())])?

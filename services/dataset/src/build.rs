@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, Int64Array, TimestampMillisecondArray};
 use datafusion::dataframe::DataFrameWriteOptions;
+use futures::TryStreamExt;
 use netgpt_archive::store::Lake;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -72,6 +73,14 @@ pub async fn build(engine: &LogEngine, lake: &Lake, queries: &[(&str, &str)], ve
         bar.set_message(name.to_string());
         let df = engine.ctx.sql(sql).await.map_err(|e| anyhow::anyhow!("dataset {name}: {e}"))?;
         let url = format!("{base}{name}/");
+        // A rebuild of a version replaces it: DataFusion names its files
+        // afresh, so an earlier build's files would stay beside the new ones
+        // and every reader would count their rows twice.
+        let folder = datasets_path(lake).join(version.as_str()).join(*name);
+        let earlier: Vec<Path> = lake.store.list(Some(&folder)).map_ok(|m| m.location).try_collect().await?;
+        for path in earlier {
+            lake.store.delete(&path).await.map_err(|e| anyhow::anyhow!("removing {path} of an earlier build: {e}"))?;
+        }
         // Snappy, like the archived logs (DataFusion's own default is zstd).
         let mut parquet = datafusion::config::TableParquetOptions::default();
         parquet.global.compression = Some("snappy".into());

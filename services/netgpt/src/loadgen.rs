@@ -102,7 +102,11 @@ pub async fn generate(config: &Config, network: &NetworkConfig, args: &LoadgenAr
         }
         let due = (t * rate) as u64;
         while sent_requests < due {
-            let rec = source.request(&mut rng, TimestampMillis::now());
+            let mut rec = source.request(&mut rng, TimestampMillis::now());
+            // The seed fixes what is asked, not the request's identity: every run
+            // sends new requests. Ids drawn from the seed repeated across runs,
+            // and the lake's one-row-per-request views kept only the first run's.
+            rec.request_id = uuid::Uuid::new_v4();
             pending.push(track(producer.send(TOOL_REQUESTS, &rec).await, true));
             sent_requests += 1;
         }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use arrow::datatypes::SchemaRef;
 use netgpt_archive::archiver::{hour_of, write_object};
 use netgpt_archive::schema::{Origin, arrow_schema, row, table_name};
-use netgpt_archive::store::Lake;
+use netgpt_archive::store::{Lake, cluster_tag};
 use netgpt_cloud::simulated::{SimulatedCloud, SimulatedConfig};
 use netgpt_cloud::stage::response_of;
 use netgpt_core::AnyRecord;
@@ -35,6 +35,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::edge::{Proposer, SyntheticEdge};
 use crate::traffic::{RequestSource, SiteLinks};
+
+/// The "cluster" a simulated log's objects are named for.
+pub const SIMULATED_CLUSTER: &str = "netgpt-simulate";
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,7 +293,8 @@ impl<'a> LakeWriter<'a> {
         if rows.is_empty() {
             return Ok(());
         }
-        write_object(lake, &table.name, &table.schema, partition as i32, &rows).await?;
+        // Its offsets are its own numbering, not any Kafka cluster's.
+        write_object(lake, &table.name, &table.schema, &cluster_tag(SIMULATED_CLUSTER), partition as i32, &rows).await?;
         report.files += 1;
         *report.rows.entry(table.name.clone()).or_default() += rows.len() as u64;
         Ok(())
