@@ -70,9 +70,9 @@ async fn an_archiver_killed_mid_stream_and_restarted_archives_every_record_exact
     let stop = CancellationToken::new();
     let (kafka, token) = (tb.kafka.clone(), stop.clone());
     let task = tokio::spawn(async move { second.run(&kafka, "test.archive", Metrics::new(), token).await });
-    let engine = LogEngine::open(&lake).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&engine, "SELECT count(*) FROM tool_requests").await < 1000 && Instant::now() < deadline {
+    // A fresh engine each time: one engine keeps the file listing it first saw.
+    while count(&LogEngine::open(&lake).await.unwrap(), "SELECT count(*) FROM tool_requests").await < 1000 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.cancel();

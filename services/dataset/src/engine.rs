@@ -57,7 +57,9 @@ pub fn json_same_udf() -> ScalarUDF {
 impl LogEngine {
     /// Every declared topic as a table named after it (`tool_requests`, ...),
     /// plus the deduplicated views of `sql/views/` (`requests`, `proposals`,
-    /// `decisions`, `answers`).
+    /// `decisions`, `answers`). The engine reads the lake as listed when it was
+    /// opened (a test saw files written later stay out of its counts): open a
+    /// new engine for each round of work, as the trainer does.
     pub async fn open(lake: &Lake) -> anyhow::Result<Self> {
         let ctx = SessionContext::new();
         ctx.register_object_store(&lake.base_url, lake.store.clone());
