@@ -63,8 +63,7 @@ impl ObjectName {
 
 /// A short, file-name-safe tag of a Kafka cluster id (FNV-1a, 64 bits, hex).
 pub fn cluster_tag(cluster_id: &str) -> String {
-    let hash = cluster_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-    format!("{hash:016x}")
+    format!("{:016x}", netgpt_core::hash::fnv1a(cluster_id.as_bytes()))
 }
 
 impl Lake {

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod fetch;
+pub mod hash;
 pub mod json;
 pub mod metrics;
 pub mod progress;

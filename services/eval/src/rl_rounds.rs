@@ -230,7 +230,7 @@ async fn serve_traffic(spec: &RlRoundsSpec, world: &World, lake: &Lake, seed: u6
         split: spec.split.clone(),
         ..defaults
     };
-    let mut sink = Tallied { lake: LakeWriter::new(lake, traffic.max_rows_per_file)?, tally: TallyState::default() };
+    let mut sink = Tallied { lake: LakeWriter::new(lake, traffic.max_rows_per_file, traffic.seed)?, tally: TallyState::default() };
     simulate(&traffic, world, &mut sink, spec.show_progress).await?;
     sink.lake.finish().await?;
     Ok(sink.tally)

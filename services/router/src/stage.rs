@@ -156,10 +156,7 @@ pub fn load_scorer(path: &Path) -> anyhow::Result<Scorer> {
 /// A uniform draw in [0, 1) from the request id and a seed (FNV-1a + a
 /// final mix): the same request always draws the same value.
 pub fn request_draw(id: &uuid::Uuid, seed: u64) -> f64 {
-    let mut h = 0xcbf29ce484222325u64 ^ seed.wrapping_mul(0x9e3779b97f4a7c15);
-    for b in id.as_bytes() {
-        h = (h ^ u64::from(*b)).wrapping_mul(0x100000001b3);
-    }
+    let mut h = netgpt_core::hash::fnv1a_from(netgpt_core::hash::FNV_OFFSET ^ seed.wrapping_mul(0x9e3779b97f4a7c15), id.as_bytes());
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51afd7ed558ccd);
     h ^= h >> 33;

@@ -31,7 +31,7 @@ fn shape(word: &str) -> String {
 }
 
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3))
+    netgpt_core::hash::fnv1a(s.as_bytes())
 }
 
 impl TextClassifier {

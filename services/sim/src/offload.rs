@@ -36,9 +36,6 @@ use serde::{Deserialize, Serialize};
 use crate::edge::{Proposer, SyntheticEdge};
 use crate::traffic::{RequestSource, SiteLinks};
 
-/// The "cluster" a simulated log's objects are named for.
-pub const SIMULATED_CLUSTER: &str = "netgpt-simulate";
-
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -128,7 +125,7 @@ pub trait RecordSink {
 /// Writes the log `spec` describes to `lake`.
 pub async fn write(spec: &OffloadLogSpec, world: &World, lake: &Lake, show_progress: bool) -> anyhow::Result<OffloadLogReport> {
     let started = Instant::now();
-    let mut out = LakeWriter::new(lake, spec.max_rows_per_file)?;
+    let mut out = LakeWriter::new(lake, spec.max_rows_per_file, spec.seed)?;
     simulate(spec, world, &mut out, show_progress).await?;
     let mut report = out.finish().await?;
     report.requests = spec.requests;
@@ -274,27 +271,30 @@ struct TableOut {
 /// librdkafka's partitioner), one object per run of offsets within one hour.
 pub struct LakeWriter<'a> {
     lake: &'a Lake,
+    /// Its objects' cluster tag: a simulated log numbers offsets itself, so
+    /// it counts as a cluster of its own, one per seed (two seeds written to
+    /// one lake keep apart instead of overwriting each other's objects).
+    cluster: String,
     tables: HashMap<String, TableOut>,
     max_rows: usize,
     report: OffloadLogReport,
 }
 
 impl<'a> LakeWriter<'a> {
-    pub fn new(lake: &'a Lake, max_rows: usize) -> anyhow::Result<Self> {
+    pub fn new(lake: &'a Lake, max_rows: usize, seed: u64) -> anyhow::Result<Self> {
         let mut tables = HashMap::new();
         for t in netgpt_core::topics::declared()? {
             let partitions = t.partitions.max(1) as usize;
             tables.insert(t.name.clone(), TableOut { name: table_name(&t.name), schema: arrow_schema(&t.record)?, next_offset: vec![0; partitions], buffers: vec![Vec::new(); partitions] });
         }
-        Ok(Self { lake, tables, max_rows: max_rows.max(1), report: OffloadLogReport::default() })
+        Ok(Self { lake, cluster: cluster_tag(&format!("netgpt-simulate-{seed}")), tables, max_rows: max_rows.max(1), report: OffloadLogReport::default() })
     }
 
-    async fn put(lake: &Lake, table: &TableOut, partition: usize, rows: Vec<(serde_json::Map<String, serde_json::Value>, Origin)>, report: &mut OffloadLogReport) -> anyhow::Result<()> {
+    async fn put(lake: &Lake, cluster: &str, table: &TableOut, partition: usize, rows: Vec<(serde_json::Map<String, serde_json::Value>, Origin)>, report: &mut OffloadLogReport) -> anyhow::Result<()> {
         if rows.is_empty() {
             return Ok(());
         }
-        // Its offsets are its own numbering, not any Kafka cluster's.
-        write_object(lake, &table.name, &table.schema, &cluster_tag(SIMULATED_CLUSTER), partition as i32, &rows).await?;
+        write_object(lake, &table.name, &table.schema, cluster, partition as i32, &rows).await?;
         report.files += 1;
         *report.rows.entry(table.name.clone()).or_default() += rows.len() as u64;
         Ok(())
@@ -305,7 +305,7 @@ impl<'a> LakeWriter<'a> {
         for table in self.tables.values_mut() {
             for partition in 0..table.buffers.len() {
                 let rows = std::mem::take(&mut table.buffers[partition]);
-                Self::put(self.lake, table, partition, rows, &mut self.report).await?;
+                Self::put(self.lake, &self.cluster, table, partition, rows, &mut self.report).await?;
             }
         }
         Ok(self.report)
@@ -315,11 +315,11 @@ impl<'a> LakeWriter<'a> {
 impl RecordSink for LakeWriter<'_> {
     async fn push(&mut self, topic: &str, record: AnyRecord, timestamp_ms: i64) -> anyhow::Result<()> {
         let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
-        let partition = (fnv1a(record.key().as_bytes()) % table.buffers.len() as u64) as usize;
+        let partition = (netgpt_core::hash::fnv1a(record.key().as_bytes()) % table.buffers.len() as u64) as usize;
         let buffer = &mut table.buffers[partition];
         if buffer.first().is_some_and(|(_, o)| hour_of(o.timestamp_ms) != hour_of(timestamp_ms)) || buffer.len() >= self.max_rows {
             let rows = std::mem::take(buffer);
-            Self::put(self.lake, table, partition, rows, &mut self.report).await?;
+            Self::put(self.lake, &self.cluster, table, partition, rows, &mut self.report).await?;
         }
         let table = self.tables.get_mut(topic).ok_or_else(|| anyhow::anyhow!("no table for topic {topic}"))?;
         let offset = table.next_offset[partition];
@@ -330,7 +330,3 @@ impl RecordSink for LakeWriter<'_> {
     }
 }
 
-/// The partitioner's hash: stable across runs and platforms.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
