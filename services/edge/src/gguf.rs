@@ -30,6 +30,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::agent::{Proposal, ProposeError};
+use crate::model::causal_mask;
 use crate::catalog::{ArgKind, Tool, ToolCatalog};
 use crate::sft::EvalReport;
 use crate::workload::Split;
@@ -447,15 +448,6 @@ fn rope_tables(head_dim: usize, theta: f32, positions: usize, device: &Device) -
     let t = Tensor::arange(0u32, positions as u32, device)?.to_dtype(DType::F32)?.unsqueeze(1)?;
     let angles = t.matmul(&inv_freq)?;
     Ok((angles.cos()?, angles.sin()?))
-}
-
-/// Additive mask for `t` new positions after `past` cached ones: position
-/// `past + i` may not see anything after itself. Rows repeat `n_rep` times,
-/// once per query head of a key/value head (see `attention`).
-fn causal_mask(t: usize, past: usize, n_rep: usize, device: &Device) -> candle_core::Result<Tensor> {
-    let total = past + t;
-    let mask: Vec<f32> = (0..n_rep * t).flat_map(|r| (0..total).map(move |j| if j > past + r % t { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(mask, (n_rep * t, total), device)
 }
 
 // ---------------------------------------------------------------------------

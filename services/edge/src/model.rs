@@ -227,7 +227,7 @@ impl EdgeModel {
         // Positions looked up per row (not broadcast over the batch): see `Dense`.
         let positions = Tensor::arange(past as u32, (past + tn) as u32, &self.device)?.repeat(b)?;
         let mut x = (self.tok.forward(ids)? + self.pos.forward(&positions)?.reshape((b, tn, self.config.d_model))?)?;
-        let mask = if tn > 1 { Some(causal_mask(tn, past, &self.device)?) } else { None };
+        let mask = if tn > 1 { Some(causal_mask(tn, past, 1, &self.device)?) } else { None };
         if cache.layers.len() < self.blocks.len() {
             cache.layers.resize_with(self.blocks.len(), || None);
         }
@@ -263,11 +263,14 @@ impl EdgeModel {
     }
 }
 
-/// (tn, past + tn): 0 where a new position may attend, -1e9 where it may not.
-fn causal_mask(tn: usize, past: usize, device: &Device) -> Result<Tensor> {
-    let total = past + tn;
-    let m: Vec<f32> = (0..tn).flat_map(|i| (0..total).map(move |j| if j <= past + i { 0.0 } else { -1e9 })).collect();
-    Tensor::from_vec(m, (tn, total), device)
+/// Additive mask (n_rep · t, past + t) for `t` new positions after `past`
+/// cached ones: 0 where position `past + i` may attend, -1e9 after it (its
+/// exponential is exactly 0). Rows repeat `n_rep` times, once per query head
+/// sharing a key/value head (grouped-query attention in `gguf.rs`; 1 here).
+pub(crate) fn causal_mask(t: usize, past: usize, n_rep: usize, device: &Device) -> Result<Tensor> {
+    let total = past + t;
+    let m: Vec<f32> = (0..n_rep * t).flat_map(|r| (0..total).map(move |j| if j <= past + r % t { 0.0 } else { -1e9 })).collect();
+    Tensor::from_vec(m, (n_rep * t, total), device)
 }
 
 #[cfg(test)]
