@@ -14,6 +14,7 @@ SELECT
     p.mean_entropy,
     p.schema_valid AS edge_schema_valid,
     p.output_tokens AS edge_output_tokens,
+    p.unknown_word_share AS edge_unknown_word_share,
     d.network_uplink_mbps AS uplink_mbps,
     d.network_downlink_mbps AS downlink_mbps,
     d.network_rtt_ms AS rtt_ms,

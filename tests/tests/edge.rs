@@ -69,6 +69,7 @@ async fn the_edge_stage_proposes_validates_dead_letters_and_hot_reloads() {
         assert_eq!(p.schema_error, check.error);
         assert!(p.min_logprob <= p.mean_logprob && p.mean_logprob <= 0.0);
         assert!(p.mean_entropy >= 0.0 && p.output_tokens > 0 && p.edge_latency_ms > 0.0);
+        assert!(p.unknown_word_share.is_some_and(|u| (0.0..=1.0).contains(&u)), "{:?}", p.unknown_word_share);
     }
     let dead = read_until(&tb.kafka, DEAD_LETTER, Duration::from_secs(10), |l| !l.is_empty()).await.unwrap();
     match &dead[0].record {

@@ -186,6 +186,7 @@ mod tests {
             min_logprob: -2.0,
             mean_entropy: 0.5,
             output_tokens: 12,
+            unknown_word_share: None,
             edge_latency_ms: 10.0,
             proposed_at: TimestampMillis::now(),
         };

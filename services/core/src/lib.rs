@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod progress;
 pub mod records;
 pub mod samples;
+pub mod stats;
 pub mod stage;
 pub mod topics;
 

@@ -92,6 +92,7 @@ avro_record! {
         pub min_logprob: f64,
         pub mean_entropy: f64,
         pub output_tokens: i32,
+        pub unknown_word_share: Option<f64>,
         pub edge_latency_ms: f64,
         pub proposed_at: TimestampMillis,
     }

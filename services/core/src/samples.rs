@@ -68,6 +68,7 @@ pub fn edge_proposal<R: Rng>(rng: &mut R) -> EdgeProposal {
         min_logprob: -rng.random_range(0.0..8.0),
         mean_entropy: rng.random_range(0.0..3.0),
         output_tokens: rng.random_range(5..40),
+        unknown_word_share: rng.random_bool(0.8).then(|| rng.random_range(0.0..1.0)),
         edge_latency_ms: rng.random_range(1.0..40.0),
         proposed_at: TimestampMillis(1_790_000_000_000),
     }

@@ -118,6 +118,43 @@ fn a_record_written_with_an_older_schema_reads_with_the_newer_one() {
     }
 }
 
+#[test]
+fn records_written_with_the_retired_edge_proposal_ids_still_read() {
+    // Ids 3 (EdgeProposal) and 5 (CloudRequest nesting it) were what writers
+    // used before `unknown_word_share`; lakes and topics hold records of both.
+    fn without_unknown_share(v: Value) -> Value {
+        match v {
+            Value::Record(fields) => Value::Record(fields.into_iter().filter(|(n, _)| n != "unknown_word_share").map(|(n, v)| (n, without_unknown_share(v))).collect()),
+            other => other,
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(11);
+    for rec in samples::one_of_each(&mut rng) {
+        let old_id = match rec.record_name() {
+            "netgpt.EdgeProposal" => 3,
+            "netgpt.CloudRequest" => 5,
+            _ => continue,
+        };
+        let old = registry().get(old_id).unwrap();
+        assert!(registry().latest(rec.record_name()).unwrap().id > old_id, "writers moved on from id {old_id}");
+        let parsed = Schema::parse_list(old.ref_texts.iter().chain([&old.text])).unwrap();
+        let datum = apache_avro::to_avro_datum_schemata(&old.schema, parsed.iter().collect(), without_unknown_share(to_value_without(&rec, &[]))).unwrap();
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&old_id.to_be_bytes());
+        framed.extend(datum);
+        let mut want = serde_json::to_value(&rec).unwrap();
+        match &mut want {
+            serde_json::Value::Object(m) if m.contains_key("proposal") => m["proposal"]["unknown_word_share"] = serde_json::Value::Null,
+            serde_json::Value::Object(m) => {
+                m.insert("unknown_word_share".into(), serde_json::Value::Null);
+            }
+            other => panic!("{other:?}"),
+        }
+        let read = AnyRecord::decode_with(registry(), &framed).unwrap();
+        assert_eq!(serde_json::to_value(&read).unwrap(), want, "{} written with id {old_id}", rec.record_name());
+    }
+}
+
 /// The ids of the schemas `s` refers to.
 fn refs_of(s: &netgpt_core::avro::RegisteredSchema) -> &'static [u32] {
     let ids: Vec<u32> = registry().all().filter(|r| s.ref_texts.contains(&r.text)).map(|r| r.id).collect();

@@ -5,12 +5,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::catalog::{CallCheck, ToolCatalog};
 use crate::constrain::CallGrammar;
-use crate::model::{EdgeModel, KvCache, ModelConfig, log_softmax};
+use crate::model::{EdgeModel, KvCache, ModelConfig};
 use crate::tokenizer::{EOS, Tokenizer};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
@@ -30,6 +30,9 @@ pub struct Proposal {
     pub min_logprob: f64,
     pub mean_entropy: f64,
     pub output_tokens: usize,
+    /// Share of the request's words the model has no token for; `None` from a
+    /// backend whose vocabulary covers every word (a byte-level BPE).
+    pub unknown_word_share: Option<f64>,
     pub latency: Duration,
 }
 
@@ -37,7 +40,7 @@ impl Proposal {
     /// A decoded call with the features the router's scorer reads, from its
     /// tokens' log-probabilities and entropies (one definition for every
     /// backend, so the scorer sees the same features from each).
-    pub fn scored(catalog: &ToolCatalog, call_json: String, logprobs: &[f64], entropies: &[f64], started: Instant) -> Self {
+    pub fn scored(catalog: &ToolCatalog, call_json: String, logprobs: &[f64], entropies: &[f64], unknown_word_share: Option<f64>, started: Instant) -> Self {
         let check = catalog.check_call(&call_json);
         let n = logprobs.len().max(1) as f64;
         Self {
@@ -47,9 +50,27 @@ impl Proposal {
             min_logprob: logprobs.iter().copied().fold(0.0, f64::min),
             mean_entropy: entropies.iter().sum::<f64>() / n,
             output_tokens: logprobs.len(),
+            unknown_word_share,
             latency: started.elapsed(),
         }
     }
+}
+
+/// Greedy choice, its log-probability and the distribution's entropy (nats),
+/// from one step's logits; masked tokens are -inf. Every backend decodes
+/// with it, so their features are computed the same way.
+pub fn greedy_step(logits: &[f32]) -> Option<(u32, f64, f64)> {
+    // The first of equal maxima, as argmax conventionally picks.
+    let (best, max) = logits.iter().enumerate().filter(|(_, l)| l.is_finite()).fold(None, |acc: Option<(usize, f32)>, (i, &l)| match acc {
+        Some((_, m)) if m >= l => acc,
+        _ => Some((i, l)),
+    })?;
+    let max = f64::from(max);
+    let sum: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| (f64::from(l) - max).exp()).sum();
+    let lse = max + sum.ln();
+    // H = -Σ p log p = lse - Σ p l.
+    let mean_logit: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| (f64::from(l) - lse).exp() * f64::from(l)).sum();
+    Some((best as u32, max - lse, (lse - mean_logit).max(0.0)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,24 +133,19 @@ impl EdgeAgent {
         let mut cache = KvCache::default();
         let input = Tensor::new(encoded.ids.as_slice(), &device)?.unsqueeze(0)?;
         let logits = self.model.forward_cached(&input, &mut cache, true)?;
-        let mut last = logits.narrow(1, encoded.ids.len() - 1, 1)?.flatten_all()?;
+        let mut last: Vec<f32> = logits.narrow(1, encoded.ids.len() - 1, 1)?.flatten_all()?.to_vec1()?;
         let (mut out, mut logprobs, mut entropies) = (Vec::new(), Vec::new(), Vec::new());
         let mut grammar = self.constrained.then(|| CallGrammar::new(&self.tokenizer, self.catalog, &encoded.slots));
         for _ in 0..MAX_CALL_TOKENS {
             if let Some(allowed) = grammar.as_ref().and_then(CallGrammar::allowed).filter(|a| !a.is_empty()) {
                 // Disallowed tokens get -inf; the distribution renormalises over the rest.
-                let mut mask = vec![f32::NEG_INFINITY; self.tokenizer.vocab_size()];
+                let mut masked = vec![f32::NEG_INFINITY; last.len()];
                 for id in allowed {
-                    mask[id as usize] = 0.0;
+                    masked[id as usize] = last[id as usize];
                 }
-                last = (last + Tensor::from_vec(mask, self.tokenizer.vocab_size(), &device)?)?;
+                last = masked;
             }
-            let logp = log_softmax(&last)?;
-            // Masked tokens have p = 0: leave them out of the entropy (0 * -inf is NaN).
-            let p = logp.exp()?;
-            let entropy = -(p.clone() * logp.maximum(-1e30)?)?.sum_all()?.to_scalar::<f32>()? as f64;
-            let next = logp.argmax(D::Minus1)?.to_scalar::<u32>()?;
-            let lp = logp.get(next as usize)?.to_scalar::<f32>()? as f64;
+            let (next, lp, entropy) = greedy_step(&last).ok_or_else(|| candle_core::Error::Msg("the model produced no finite logits".into()))?;
             logprobs.push(lp);
             entropies.push(entropy);
             out.push(next);
@@ -140,9 +156,9 @@ impl EdgeAgent {
                 break;
             }
             let step = Tensor::new(&[next], &device)?.unsqueeze(0)?;
-            last = self.model.forward_cached(&step, &mut cache, true)?.flatten_all()?;
+            last = self.model.forward_cached(&step, &mut cache, true)?.flatten_all()?.to_vec1()?;
         }
         let call_json = self.tokenizer.decode_call(&out, &encoded.slots);
-        Ok(Proposal::scored(self.catalog, call_json, &logprobs, &entropies, started))
+        Ok(Proposal::scored(self.catalog, call_json, &logprobs, &entropies, Some(encoded.unknown_word_share), started))
     }
 }

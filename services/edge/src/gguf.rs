@@ -29,7 +29,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use regex::Regex;
 use serde_json::Value;
 
-use crate::agent::{Proposal, ProposeError};
+use crate::agent::{Proposal, ProposeError, greedy_step};
 use crate::model::causal_mask;
 use crate::catalog::{ArgKind, Tool, ToolCatalog};
 use crate::sft::EvalReport;
@@ -842,21 +842,6 @@ fn normalise_call(text: &str) -> String {
     value.to_string()
 }
 
-/// Greedy choice, its log-probability and the distribution's entropy (nats).
-fn greedy_step(logits: &[f32]) -> Option<(u32, f64, f64)> {
-    // The first of equal maxima, as argmax conventionally picks.
-    let (best, max) = logits.iter().enumerate().filter(|(_, l)| l.is_finite()).fold(None, |acc: Option<(usize, f32)>, (i, &l)| match acc {
-        Some((_, m)) if m >= l => acc,
-        _ => Some((i, l)),
-    })?;
-    let max = f64::from(max);
-    let sum: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| (f64::from(l) - max).exp()).sum();
-    let lse = max + sum.ln();
-    // H = -Σ p log p = lse - Σ p l.
-    let mean_logit: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| (f64::from(l) - lse).exp() * f64::from(l)).sum();
-    Some((best as u32, max - lse, (lse - mean_logit).max(0.0)))
-}
-
 /// The generated tokens with their log-probabilities and entropies.
 #[derive(Debug, Clone, Default)]
 pub struct Generation {
@@ -1043,7 +1028,7 @@ impl GgufEdge {
             Some(obj) => normalise_call(&String::from_utf8_lossy(obj)),
             None => String::from_utf8_lossy(&answer).trim().to_string(),
         };
-        Ok((Proposal::scored(self.catalog, call_json, &g.logprobs, &g.entropies, started), g))
+        Ok((Proposal::scored(self.catalog, call_json, &g.logprobs, &g.entropies, None, started), g))
     }
 }
 

@@ -50,7 +50,7 @@ impl Default for SftConfig {
     fn default() -> Self {
         Self {
             seed: 7,
-            steps: 2400,
+            steps: 4000,
             batch: 32,
             lr: 3e-3,
             warmup_steps: 100,
@@ -98,6 +98,10 @@ pub struct Separation {
     pub auroc_mean_logprob: f64,
     /// AUROC of the minimum token log-probability.
     pub auroc_min_logprob: f64,
+    /// AUROC of the share of the request's words the model knows (1 minus the
+    /// unknown-word share); `None` from a backend that does not report it.
+    #[serde(default)]
+    pub auroc_known_words: Option<f64>,
     /// Reliability of the raw sequence probability exp(sum of log-probs) as a
     /// confidence (uncalibrated: the router's scorer calibrates it).
     pub reliability: Vec<ReliabilityBin>,
@@ -297,7 +301,7 @@ pub fn evaluate_with(catalog: &ToolCatalog, split: Split, seed: u64, per_tier: u
     }
     let mut report = EvalReport { split: format!("{split:?}"), seed, ..Default::default() };
     let (mut all, mut latency) = (Vec::new(), 0f64);
-    let mut scored: Vec<(f64, f64, f64, bool)> = Vec::new(); // mean lp, min lp, seq prob, right
+    let mut scored: Vec<(f64, f64, f64, bool, Option<f64>)> = Vec::new(); // mean lp, min lp, seq prob, right, unknown-word share
     let mut templates: BTreeMap<(String, usize), TemplateScore> = BTreeMap::new();
     for (tier, examples) in &buckets {
         let mut scores = Vec::with_capacity(examples.len());
@@ -307,7 +311,7 @@ pub fn evaluate_with(catalog: &ToolCatalog, split: Split, seed: u64, per_tier: u
             let parsed: Option<serde_json::Value> = serde_json::from_str(&p.call_json).ok();
             let exact = parsed.as_ref().is_some_and(|c| same_call(c, &e.call));
             let tool_ok = p.check.tool.as_deref() == Some(e.tool.as_str());
-            scored.push((p.mean_logprob, p.min_logprob, (p.mean_logprob * p.output_tokens as f64).exp(), exact));
+            scored.push((p.mean_logprob, p.min_logprob, (p.mean_logprob * p.output_tokens as f64).exp(), exact, p.unknown_word_share));
             if !exact && report.examples_wrong.len() < 12 {
                 report.examples_wrong.push((e.prompt.clone(), e.call_json(), p.call_json.clone()));
             }
@@ -325,6 +329,7 @@ pub fn evaluate_with(catalog: &ToolCatalog, split: Split, seed: u64, per_tier: u
     report.separation = Separation {
         auroc_mean_logprob: auroc(&scored.iter().map(|s| (s.0, s.3)).collect::<Vec<_>>()),
         auroc_min_logprob: auroc(&scored.iter().map(|s| (s.1, s.3)).collect::<Vec<_>>()),
+        auroc_known_words: scored.iter().map(|s| s.4.map(|u| (1.0 - u, s.3))).collect::<Option<Vec<_>>>().map(|known| auroc(&known)),
         reliability: reliability(&scored.iter().map(|s| (s.2, s.3)).collect::<Vec<_>>(), 10),
     };
     report.mean_latency_ms = latency / all.len().max(1) as f64;
@@ -342,29 +347,7 @@ pub fn tier_names() -> [&'static str; 3] {
     [Difficulty::Easy.as_str(), Difficulty::Medium.as_str(), Difficulty::Hard.as_str()]
 }
 
-/// Area under the ROC curve of `score` for the positive label: the chance a
-/// random positive scores above a random negative (ties count half).
-pub fn auroc(samples: &[(f64, bool)]) -> f64 {
-    let mut v: Vec<(f64, bool)> = samples.to_vec();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (pos, neg) = (v.iter().filter(|s| s.1).count(), v.iter().filter(|s| !s.1).count());
-    if pos == 0 || neg == 0 {
-        return f64::NAN;
-    }
-    // Sum of the (average, for ties) ranks of the positives: Mann-Whitney U.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1].0 == v[i].0 {
-            j += 1;
-        }
-        let avg_rank = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += avg_rank * v[i..=j].iter().filter(|s| s.1).count() as f64;
-        i = j + 1;
-    }
-    (rank_sum - (pos * (pos + 1)) as f64 / 2.0) / (pos * neg) as f64
-}
+pub use netgpt_core::stats::auroc;
 
 /// Equal-width reliability bins of a confidence in [0, 1].
 pub fn reliability(samples: &[(f64, bool)], bins: usize) -> Vec<ReliabilityBin> {

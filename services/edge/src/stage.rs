@@ -154,6 +154,7 @@ pub fn proposal_record(request: ToolRequest, model_version: &str, p: crate::agen
         min_logprob: p.min_logprob,
         mean_entropy: p.mean_entropy,
         output_tokens: p.output_tokens as i32,
+        unknown_word_share: p.unknown_word_share,
         edge_latency_ms: p.latency.as_secs_f64() * 1e3,
         proposed_at: at,
     }

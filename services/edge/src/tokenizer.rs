@@ -85,6 +85,10 @@ impl Slot {
 pub struct EncodedPrompt {
     pub ids: Vec<u32>,
     pub slots: Vec<Slot>,
+    /// Share of the prompt's words outside the vocabulary (read as `<unk>`):
+    /// how unfamiliar the phrasing is to the model, a signal that its answer
+    /// may be wrong however confident its tokens are. 0 for a prompt of no words.
+    pub unknown_word_share: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -222,9 +226,13 @@ impl Tokenizer {
         let mut ids = vec![BOS];
         let mut slots: Vec<Slot> = Vec::new();
         let mut last = 0;
-        let words_of = |s: &str, ids: &mut Vec<u32>| {
+        let (mut words, mut unknown) = (0usize, 0usize);
+        let mut words_of = |s: &str, ids: &mut Vec<u32>| {
             for w in word_regex().find_iter(&s.to_lowercase()) {
-                ids.push(self.id(&stem(w.as_str())).unwrap_or(UNK));
+                let id = self.id(&stem(w.as_str())).unwrap_or(UNK);
+                words += 1;
+                unknown += usize::from(id == UNK);
+                ids.push(id);
             }
         };
         for cap in value_regex().captures_iter(prompt) {
@@ -259,7 +267,7 @@ impl Tokenizer {
         }
         words_of(&prompt[last..], &mut ids);
         ids.push(SEP);
-        EncodedPrompt { ids, slots }
+        EncodedPrompt { ids, slots, unknown_word_share: unknown as f64 / words.max(1) as f64 }
     }
 
     /// The output tokens of a reference call (ending in `<eos>`), copying
@@ -339,6 +347,7 @@ mod tests {
         for e in &examples {
             let p = tok.encode_prompt(&e.prompt);
             assert!(!p.ids.contains(&UNK), "{}", e.prompt);
+            assert_eq!(p.unknown_word_share, 0.0);
             let out = tok.encode_call(&e.call, &p.slots).unwrap();
             let text = tok.decode_call(&out, &p.slots);
             let back: Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{text}: {err}"));
@@ -348,5 +357,15 @@ mod tests {
         assert_eq!(p.slots.iter().map(|s| s.text.as_str()).collect::<Vec<_>>(), ["B07", "C12", "24"]);
         let reloaded = Tokenizer::from_json(&tok.to_json()).unwrap();
         assert_eq!(reloaded.encode_prompt("status S004").ids, tok.encode_prompt("status S004").ids);
+    }
+
+    #[test]
+    fn unknown_words_are_counted_and_values_are_not_words() {
+        let (tok, _) = test_tokenizer(2000, 3);
+        // Four words, two of them never seen in training; the id is a value, not a word.
+        let p = tok.encode_prompt("status of S004 zorblax quuxify");
+        assert_eq!(p.ids.iter().filter(|&&i| i == UNK).count(), 2);
+        assert!((p.unknown_word_share - 2.0 / 4.0).abs() < 1e-12, "{}", p.unknown_word_share);
+        assert_eq!(tok.encode_prompt("S004").unknown_word_share, 0.0);
     }
 }

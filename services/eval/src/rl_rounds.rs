@@ -283,6 +283,21 @@ fn interval_of(rows: &[RoundRow], objective: &str, round: usize, f: &dyn Fn(&Rou
 }
 
 /// Per seed, 1 − offload(last round) / offload(round 0), for `objective`.
+/// What a missed goal came from, as far as the rows say: rounds the trainer
+/// skipped (and why), and how much offload there was to reduce at the start.
+fn why_missed(rows: &[RoundRow], objective: &str) -> String {
+    let own: Vec<&RoundRow> = rows.iter().filter(|r| r.objective == objective).collect();
+    let trained: Vec<&&RoundRow> = own.iter().filter(|r| r.verdict.is_some()).collect();
+    let skipped: Vec<&&RoundRow> = trained.iter().copied().filter(|r| r.verdict.as_deref() == Some("skipped")).collect();
+    let first: Vec<f64> = own.iter().filter(|r| r.round == 0).map(|r| r.traffic.offload_rate).collect();
+    let mut why = format!(" Why: the traffic before any round sent {:.1} % of requests to the cloud", 100.0 * first.iter().sum::<f64>() / first.len().max(1) as f64);
+    if let Some(r) = skipped.first() {
+        why.push_str(&format!("; {} of {} trainer rounds were skipped ({})", skipped.len(), trained.len(), r.reasons.as_deref().unwrap_or("no reason recorded")));
+    }
+    why.push('.');
+    why
+}
+
 pub fn offload_reductions(rows: &[RoundRow], objective: &str) -> Vec<f64> {
     let last = rows.iter().filter(|r| r.objective == objective).map(|r| r.round).max().unwrap_or(0);
     let mut seeds: Vec<u64> = rows.iter().filter(|r| r.objective == objective).map(|r| r.seed).collect();
@@ -383,6 +398,9 @@ pub fn summarise(rows: &[RoundRow], spec: &RlRoundsSpec, out: &Path, command: &s
             s1.show(4),
             valid
         ));
+        if verdict.starts_with("misses") {
+            s.push_str(&why_missed(rows, o));
+        }
     }
     s.push_str("\n\nThe offload rate includes the router's exploration floor (a share of would-be edge answers sent to the cloud so later fits see unbiased outcomes), so it cannot fall below that share.\n");
     Ok(s)

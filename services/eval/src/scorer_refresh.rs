@@ -108,7 +108,7 @@ fn measure(lab: &Lab, spec: &ScorerRefreshSpec, scenario: &str, seed: u64, perio
     let q_c = lab.q_cloud();
     let mut rows = Vec::new();
     {
-        let labels = |ps: &[LabelledProposal], rng: &mut StdRng| -> Vec<Labelled> { ps.iter().filter(|_| rng.random_bool(spec.label_rate)).map(|p| (p.features, p.correct)).collect() };
+        let labels = |ps: &[LabelledProposal], rng: &mut StdRng| -> Vec<Labelled> { ps.iter().filter(|_| rng.random_bool(spec.label_rate)).map(|p| (p.features.clone(), p.correct)).collect() };
         let static_scorer = fit("static", &labels(&periods[0].1, rng));
         for p in 1..spec.periods {
             let refreshed = fit("refreshed", &labels(&periods[p - 1].1, rng));

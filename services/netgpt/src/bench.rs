@@ -358,7 +358,7 @@ fn router(app: &crate::AppConfig, n: usize) -> anyhow::Result<()> {
     let per = n.div_ceil(proposals.len().max(1));
     let mut samples = simulate_samples(&proposals, &bundle.scorer, &states, per, &app.router.cost, 0.97, 7);
     samples.truncate(n);
-    let features: Vec<ProposalFeatures> = proposals.iter().cycle().take(samples.len()).map(|p| p.features).collect();
+    let features: Vec<ProposalFeatures> = proposals.iter().cycle().take(samples.len()).map(|p| p.features.clone()).collect();
     println!("router decisions, {} requests (bundle {}), one core", samples.len(), bundle.version);
     println!("{:<12} {:>16} {:>12}", "policy", "decisions/s", "ns/decision");
     for name in POLICY_NAMES {

@@ -174,7 +174,8 @@ fn eval_gguf(path: &std::path::Path, a: &EvalEdgeArgs) -> anyhow::Result<()> {
 
 fn print_proposal(prompt: &str, p: &netgpt_edge::agent::Proposal) {
     let check = if p.check.valid { "schema-valid".to_string() } else { format!("invalid: {}", p.check.error.as_deref().unwrap_or("?")) };
-    println!("{prompt:?}\n  {}\n  mean log-prob {:.3}, min {:.3}, entropy {:.3}, {check}", p.call_json, p.mean_logprob, p.min_logprob, p.mean_entropy);
+    let unknown = p.unknown_word_share.map_or(String::new(), |u| format!(", {:.0}% unknown words", 100.0 * u));
+    println!("{prompt:?}\n  {}\n  mean log-prob {:.3}, min {:.3}, entropy {:.3}{unknown}, {check}", p.call_json, p.mean_logprob, p.min_logprob, p.mean_entropy);
 }
 
 pub fn print_eval(r: &EvalReport) {
@@ -200,7 +201,8 @@ pub fn print_eval(r: &EvalReport) {
     let m = &r.overall;
     println!("  {:<8} {:>6} {:>7.1}% {:>12.1}% {:>12.1}%   mean latency {:.2} ms", "all", m.n, 100.0 * m.exact, 100.0 * m.schema_valid, 100.0 * m.tool_correct, r.mean_latency_ms);
     let sep = &r.separation;
-    println!("  right vs wrong calls: AUROC {:.3} (mean token log-prob), {:.3} (min token log-prob)", sep.auroc_mean_logprob, sep.auroc_min_logprob);
+    let known = sep.auroc_known_words.map_or(String::new(), |a| format!(", {a:.3} (share of known request words)"));
+    println!("  right vs wrong calls: AUROC {:.3} (mean token log-prob), {:.3} (min token log-prob){known}", sep.auroc_mean_logprob, sep.auroc_min_logprob);
     println!("  reliability of the raw sequence probability (uncalibrated):");
     println!("    {:<11} {:>5} {:>11} {:>9}", "confidence", "n", "mean conf", "accuracy");
     for b in sep.reliability.iter().filter(|b| b.n > 0) {
@@ -236,7 +238,7 @@ pub fn print_bundle(b: &netgpt_router::bundle::RouterBundle) {
     let r = &b.report;
     println!("edge accuracy on these proposals: {:.1}% of {}", 100.0 * r.edge_accuracy, r.proposals);
     println!(
-        "scorer {} (ranker on {}, isotonic map on {}); on {} held-back proposals: ECE {:.3} -> {:.3}, Brier {:.3} -> {:.3} (raw logistic -> calibrated)",
+        "scorer {} (ranker on {}, isotonic map on {}); on {} held-back proposals: ECE {:.3} -> {:.3}, Brier {:.3} -> {:.3} (raw logistic -> calibrated), AUROC {}",
         b.scorer.version,
         r.scorer_train,
         r.scorer_calibration,
@@ -244,7 +246,8 @@ pub fn print_bundle(b: &netgpt_router::bundle::RouterBundle) {
         r.calibration_before.ece,
         r.calibration_after.ece,
         r.calibration_before.brier,
-        r.calibration_after.brier
+        r.calibration_after.brier,
+        r.calibration_after.auroc.map_or("n/a (one outcome only)".to_string(), |a| format!("{a:.3}"))
     );
     println!("  reliability after calibration: {:<8} {:>5} {:>8} {:>9}", "bin", "n", "score", "accuracy");
     for (lo, n, s, acc) in &r.calibration_after.bins {

@@ -120,7 +120,7 @@ pub fn fit_bundle(mut proposals: Vec<LabelledProposal>, settings: &RouterSetting
     let n = proposals.len();
     let cut = |f: f64| (f * n as f64) as usize;
     let (a, b, c) = (cut(SCORER_TRAIN), cut(SCORER_TRAIN + SCORER_CALIBRATION), cut(SCORER_TRAIN + SCORER_CALIBRATION + POLICY_FIT));
-    let labelled = |r: &[LabelledProposal]| r.iter().map(|p| (p.features, p.correct)).collect::<Vec<_>>();
+    let labelled = |r: &[LabelledProposal]| r.iter().map(|p| (p.features.clone(), p.correct)).collect::<Vec<_>>();
     let (scorer_train, scorer_cal, policy_fit, test) = (&proposals[..a], &proposals[a..b], &proposals[b..c], &proposals[c..]);
 
     let raw = Scorer::fit("raw", &labelled(scorer_train), &labelled(scorer_cal), CalibrationMethod::None);

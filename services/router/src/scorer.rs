@@ -9,13 +9,25 @@ use netgpt_core::records::EdgeProposal;
 use serde::{Deserialize, Serialize};
 
 /// What the scorer reads of a proposal.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProposalFeatures {
     pub mean_logprob: f64,
     pub min_logprob: f64,
     pub mean_entropy: f64,
     pub schema_valid: bool,
     pub output_tokens: f64,
+    /// Share of the request's words the edge model has no token for. Long
+    /// training makes the model confident on phrasings it has never seen, so
+    /// its token probabilities stop telling those answers apart; how
+    /// unfamiliar the request is still does. 0 when the backend did not say
+    /// (and in proposals recorded before the feature existed).
+    #[serde(default)]
+    pub unknown_word_share: f64,
+    /// The tool the call names (none when it names no known tool). How
+    /// reliable the edge is differs by tool: some tools' requests are phrased
+    /// in ways its training never showed.
+    #[serde(default)]
+    pub tool: Option<String>,
 }
 
 impl ProposalFeatures {
@@ -26,19 +38,36 @@ impl ProposalFeatures {
             mean_entropy: p.mean_entropy,
             schema_valid: p.schema_valid,
             output_tokens: f64::from(p.output_tokens),
+            unknown_word_share: p.unknown_word_share.unwrap_or(0.0),
+            tool: p.tool_name.clone(),
         }
     }
 
-    const N: usize = 5;
+    /// Features besides the tool's indicator.
+    const N: usize = 6;
 
-    fn vector(&self) -> [f64; Self::N] {
-        // Log-probs are clamped: a -inf from a masked token must not poison the model.
+    /// The numeric features, then one indicator per tool in `tools` (a tool
+    /// outside the list, or none, sets no indicator).
+    fn vector(&self, tools: &[String]) -> Vec<f64> {
+        let mut v = self.numeric().to_vec();
+        v.extend(tools.iter().map(|t| f64::from(u8::from(self.tool.as_deref() == Some(t.as_str())))));
+        v
+    }
+
+    fn numeric(&self) -> [f64; Self::N] {
+        // Surprisals (−log-prob) and entropies enter on a log scale: a
+        // well-trained model's right and wrong calls differ between 1e-4 and
+        // 1e-2 nats, which a linear feature squashes next to the rare large
+        // values. Clamped to [1e-6, 30], so a -inf from a masked token or a
+        // NaN cannot poison the model.
+        let log_scale = |v: f64| if v.is_nan() { 30f64.ln() } else { v.clamp(1e-6, 30.0).ln() };
         [
-            self.mean_logprob.max(-30.0),
-            self.min_logprob.max(-30.0),
-            self.mean_entropy.min(30.0),
+            log_scale(-self.mean_logprob),
+            log_scale(-self.min_logprob),
+            log_scale(self.mean_entropy),
             f64::from(u8::from(self.schema_valid)),
             (1.0 + self.output_tokens.max(0.0)).ln(),
+            if self.unknown_word_share.is_finite() { self.unknown_word_share.clamp(0.0, 1.0) } else { 0.0 },
         ]
     }
 }
@@ -64,13 +93,46 @@ pub enum CalibrationMethod {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "SavedScorer")]
 pub struct Scorer {
     pub version: String,
+    /// The tools with an indicator feature: those of the ranker's training data.
+    tools: Vec<String>,
     mean: Vec<f64>,
     std: Vec<f64>,
     weights: Vec<f64>,
     bias: f64,
     pub calibration: Calibration,
+}
+
+/// A scorer as saved, checked before use: one fitted on another feature set
+/// (an older bundle) must be refused, not silently read with features missing.
+#[derive(Deserialize)]
+struct SavedScorer {
+    version: String,
+    #[serde(default)]
+    tools: Vec<String>,
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    weights: Vec<f64>,
+    bias: f64,
+    calibration: Calibration,
+}
+
+impl TryFrom<SavedScorer> for Scorer {
+    type Error = String;
+
+    fn try_from(s: SavedScorer) -> Result<Self, String> {
+        let n = ProposalFeatures::N + s.tools.len();
+        if [s.mean.len(), s.std.len(), s.weights.len()] != [n; 3] {
+            return Err(format!(
+                "scorer {} was fitted on {} features, this build reads {n}: refit it (`netgpt train router`)",
+                s.version,
+                s.weights.len()
+            ));
+        }
+        Ok(Self { version: s.version, tools: s.tools, mean: s.mean, std: s.std, weights: s.weights, bias: s.bias, calibration: s.calibration })
+    }
 }
 
 /// A labelled proposal: its features and whether the call was right.
@@ -84,8 +146,11 @@ impl Scorer {
     /// Fits the logistic ranker on `train` and the calibration map on `calibrate`
     /// (separate data, or the map would learn the ranker's overfitting).
     pub fn fit(version: impl Into<String>, train: &[Labelled], calibrate: &[Labelled], method: CalibrationMethod) -> Self {
-        let n = ProposalFeatures::N;
-        let xs: Vec<[f64; ProposalFeatures::N]> = train.iter().map(|(f, _)| f.vector()).collect();
+        let mut tools: Vec<String> = train.iter().filter_map(|(f, _)| f.tool.clone()).collect();
+        tools.sort();
+        tools.dedup();
+        let n = ProposalFeatures::N + tools.len();
+        let xs: Vec<Vec<f64>> = train.iter().map(|(f, _)| f.vector(&tools)).collect();
         let mut mean = vec![0.0; n];
         let mut std = vec![0.0; n];
         for x in &xs {
@@ -99,9 +164,9 @@ impl Scorer {
             }
         }
         let std: Vec<f64> = std.iter().map(|v| v.sqrt().max(1e-6)).collect();
-        let mut s = Self { version: version.into(), mean, std, weights: vec![0.0; n], bias: 0.0, calibration: Calibration::None };
-        // Full-batch gradient descent with a little L2: a convex problem of six
-        // parameters, where this converges well within the iteration budget.
+        let mut s = Self { version: version.into(), tools, mean, std, weights: vec![0.0; n], bias: 0.0, calibration: Calibration::None };
+        // Full-batch gradient descent with a little L2: a convex problem of a few
+        // dozen parameters, where this converges well within the iteration budget.
         let (lr, l2) = (0.5, 1e-3);
         let z: Vec<Vec<f64>> = xs.iter().map(|x| s.standardise(x)).collect();
         for _ in 0..1500 {
@@ -129,13 +194,13 @@ impl Scorer {
         s
     }
 
-    fn standardise(&self, x: &[f64; ProposalFeatures::N]) -> Vec<f64> {
+    fn standardise(&self, x: &[f64]) -> Vec<f64> {
         x.iter().zip(&self.mean).zip(&self.std).map(|((v, m), s)| (v - m) / s).collect()
     }
 
     /// The ranker's logit.
     pub fn logit(&self, f: &ProposalFeatures) -> f64 {
-        self.bias + self.standardise(&f.vector()).iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>()
+        self.bias + self.standardise(&f.vector(&self.tools)).iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>()
     }
 
     /// The calibrated score s ∈ [0, 1].
@@ -222,6 +287,10 @@ pub struct CalibrationReport {
     pub brier: f64,
     /// (bin lower edge, count, mean score, accuracy).
     pub bins: Vec<(f64, usize, f64, f64)>,
+    /// How well the score ranks right above wrong calls; `None` when the
+    /// data holds only right or only wrong calls.
+    #[serde(default)]
+    pub auroc: Option<f64>,
 }
 
 impl CalibrationReport {
@@ -245,7 +314,8 @@ impl CalibrationReport {
             .filter(|(_, b)| b.0 > 0)
             .map(|(i, (c, s, y))| (i as f64 / 10.0, *c, s / *c as f64, y / *c as f64))
             .collect();
-        Self { n, ece, brier: brier / m, bins }
+        let auroc = Some(netgpt_core::stats::auroc(pairs)).filter(|a| !a.is_nan());
+        Self { n, ece, brier: brier / m, bins, auroc }
     }
 }
 
@@ -264,7 +334,7 @@ pub(crate) mod tests {
                 let lp: f64 = -rng.random_range(0.0..1.5f64).powi(2);
                 let valid = rng.random_bool(0.97);
                 let p_right = if valid { sigmoid(6.0 * lp + 4.0).powf(2.0) } else { 0.0 };
-                let f = ProposalFeatures { mean_logprob: lp, min_logprob: 3.0 * lp, mean_entropy: -lp * 0.8, schema_valid: valid, output_tokens: 20.0 };
+                let f = ProposalFeatures { mean_logprob: lp, min_logprob: 3.0 * lp, mean_entropy: -lp * 0.8, schema_valid: valid, output_tokens: 20.0, unknown_word_share: 0.0, tool: None };
                 (f, rng.random_bool(p_right))
             })
             .collect()
@@ -291,14 +361,65 @@ pub(crate) mod tests {
     fn scores_stay_in_range_for_extreme_features_and_survive_json() {
         let s = Scorer::fit("v1", &synthetic(500, 4), &synthetic(500, 5), CalibrationMethod::Isotonic);
         for f in [
-            ProposalFeatures { mean_logprob: f64::NEG_INFINITY, min_logprob: f64::NEG_INFINITY, mean_entropy: f64::NAN, schema_valid: true, output_tokens: 0.0 },
-            ProposalFeatures { mean_logprob: 0.0, min_logprob: 0.0, mean_entropy: 0.0, schema_valid: true, output_tokens: 1e9 },
+            ProposalFeatures { mean_logprob: f64::NEG_INFINITY, min_logprob: f64::NEG_INFINITY, mean_entropy: f64::NAN, schema_valid: true, output_tokens: 0.0, unknown_word_share: f64::NAN, tool: Some("never_seen".into()) },
+            ProposalFeatures { mean_logprob: 0.0, min_logprob: 0.0, mean_entropy: 0.0, schema_valid: true, output_tokens: 1e9, unknown_word_share: 7.0, tool: None },
         ] {
             let v = s.score(&f);
             assert!((0.0..=1.0).contains(&v), "{v}");
         }
         let back: Scorer = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
         assert_eq!(back, s);
+    }
+
+    #[test]
+    fn the_tool_named_carries_its_own_reliability() {
+        // Equal token statistics; calls of one tool are mostly right, of the other mostly wrong.
+        let draw = |n: usize, seed: u64| -> Vec<Labelled> {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..n)
+                .map(|i| {
+                    let tool = if i % 2 == 0 { "get_site_status" } else { "list_alarms" };
+                    let f = ProposalFeatures { mean_logprob: -0.01, min_logprob: -0.05, mean_entropy: 0.02, schema_valid: true, output_tokens: 9.0, unknown_word_share: 0.1, tool: Some(tool.into()) };
+                    (f, rng.random_bool(if i % 2 == 0 { 0.95 } else { 0.4 }))
+                })
+                .collect()
+        };
+        let s = Scorer::fit("t", &draw(1000, 1), &draw(1000, 2), CalibrationMethod::Isotonic);
+        let score = |tool: &str| s.score(&ProposalFeatures { tool: Some(tool.into()), ..draw(1, 3)[0].0.clone() });
+        assert!(score("get_site_status") > score("list_alarms") + 0.3, "{} {}", score("get_site_status"), score("list_alarms"));
+    }
+
+    #[test]
+    fn a_scorer_fitted_on_fewer_features_is_refused_by_name() {
+        let s = Scorer::fit("v-old", &synthetic(200, 4), &synthetic(200, 5), CalibrationMethod::Isotonic);
+        let mut saved = serde_json::to_value(&s).unwrap();
+        for key in ["mean", "std", "weights"] {
+            saved[key].as_array_mut().unwrap().pop();
+        }
+        let err = serde_json::from_value::<Scorer>(saved).unwrap_err().to_string();
+        assert!(err.contains("v-old") && err.contains("5 features"), "{err}");
+    }
+
+    #[test]
+    fn unfamiliar_phrasing_ranks_proposals_whose_token_probabilities_do_not() {
+        // Confident tokens whatever the outcome; only the share of unknown
+        // words says which calls are likely wrong.
+        let draw = |n: usize, seed: u64| -> Vec<Labelled> {
+            let mut rng = StdRng::seed_from_u64(seed);
+            (0..n)
+                .map(|_| {
+                    let u: f64 = rng.random_range(0.0..0.6);
+                    let lp = -rng.random_range(0.0..0.01);
+                    let f = ProposalFeatures { mean_logprob: lp, min_logprob: 5.0 * lp, mean_entropy: -lp, schema_valid: true, output_tokens: 14.0, unknown_word_share: u, tool: None };
+                    (f, rng.random_bool(1.0 - u * 1.5))
+                })
+                .collect()
+        };
+        let s = Scorer::fit("u", &draw(2000, 1), &draw(2000, 2), CalibrationMethod::Isotonic);
+        let test = draw(2000, 3);
+        let pairs: Vec<(f64, bool)> = test.iter().map(|(f, y)| (s.score(f), *y)).collect();
+        let mean = |right: bool| pairs.iter().filter(|p| p.1 == right).map(|p| p.0).sum::<f64>() / pairs.iter().filter(|p| p.1 == right).count() as f64;
+        assert!(mean(true) > mean(false) + 0.15, "right {} wrong {}", mean(true), mean(false));
     }
 
     #[test]

@@ -498,6 +498,7 @@ mod tests {
             min_logprob: 3.0 * mean_logprob,
             mean_entropy: -mean_logprob,
             output_tokens: 20,
+            unknown_word_share: Some(0.0),
             edge_latency_ms: 10.0,
             proposed_at: TimestampMillis::now(),
         }

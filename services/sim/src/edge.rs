@@ -64,6 +64,8 @@ pub fn labelled_proposals(agent: &EdgeAgent, requests: &[ToolRequest], progress:
                 mean_entropy: p.mean_entropy,
                 schema_valid: p.check.valid,
                 output_tokens: p.output_tokens as f64,
+                unknown_word_share: p.unknown_word_share.unwrap_or(0.0),
+                tool: p.check.tool.clone(),
             },
             shape: netgpt_router::network::RequestShape::of(r),
             correct,
@@ -92,9 +94,9 @@ impl SyntheticEdge {
     pub fn from_proposals(proposals: &[LabelledProposal], model_version: &str) -> anyhow::Result<Self> {
         let mut pools: HashMap<(String, bool), Vec<ProposalFeatures>> = HashMap::new();
         for p in proposals {
-            pools.entry((p.tier.clone(), p.correct)).or_default().push(p.features);
+            pools.entry((p.tier.clone(), p.correct)).or_default().push(p.features.clone());
         }
-        let by_outcome = [false, true].map(|right| proposals.iter().filter(|p| p.correct == right).map(|p| p.features).collect::<Vec<_>>());
+        let by_outcome = [false, true].map(|right| proposals.iter().filter(|p| p.correct == right).map(|p| p.features.clone()).collect::<Vec<_>>());
         anyhow::ensure!(by_outcome.iter().all(|v| !v.is_empty()), "the labelled proposals need right and wrong examples");
         let mut accuracy = HashMap::new();
         for d in Difficulty::VARIANTS {
@@ -148,6 +150,7 @@ impl SyntheticEdge {
             min_logprob: features.min_logprob,
             mean_entropy: features.mean_entropy,
             output_tokens: features.output_tokens.round() as i32,
+            unknown_word_share: Some(features.unknown_word_share),
             // What `netgpt bench edge` measures for the real model, roughly: ~2 ms + 0.1 ms per token.
             edge_latency_ms: 2.0 + 0.1 * features.output_tokens + rng.random_range(0.0..0.5),
             proposed_at: at,

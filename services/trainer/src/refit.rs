@@ -110,7 +110,7 @@ pub fn relabel(agent: &EdgeAgent, rows: &[LabelRow], cfg: &RefitConfig) -> anyho
         let correct = serde_json::from_str::<Value>(&p.call_json).is_ok_and(|c| same_call(&c, &row.cloud_call));
         out.push(LabelledProposal {
             prompt: row.prompt.clone(),
-            features: ProposalFeatures { mean_logprob: p.mean_logprob, min_logprob: p.min_logprob, mean_entropy: p.mean_entropy, schema_valid: p.check.valid, output_tokens: p.output_tokens as f64 },
+            features: ProposalFeatures { mean_logprob: p.mean_logprob, min_logprob: p.min_logprob, mean_entropy: p.mean_entropy, schema_valid: p.check.valid, output_tokens: p.output_tokens as f64, unknown_word_share: p.unknown_word_share.unwrap_or(0.0), tool: p.check.tool.clone() },
             shape: row.shape,
             correct,
             tier: "LOGGED".into(),
@@ -141,7 +141,7 @@ pub fn refit(agent: &EdgeAgent, rows: &[LabelRow], settings: &RouterSettings, ol
     anyhow::ensure!(rows.len() >= cfg.min_rows, "{} cloud-answered requests, fewer than trainer.refit.min_rows = {}", rows.len(), cfg.min_rows);
     let labelled = relabel(agent, rows, cfg)?;
     let (bundle, shuffled) = fit_bundle(labelled, settings, &agent.version, cfg.seed)?;
-    let test: Vec<(ProposalFeatures, bool)> = test_split(&shuffled).iter().map(|p| (p.features, p.correct)).collect();
+    let test: Vec<(ProposalFeatures, bool)> = test_split(&shuffled).iter().map(|p| (p.features.clone(), p.correct)).collect();
     let report = RefitReport {
         rows: rows.len(),
         labelled: shuffled.len(),
