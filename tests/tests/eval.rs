@@ -40,7 +40,7 @@ async fn an_rl_round_serves_the_next_traffic_with_the_pair_it_stored() {
     let spec = RlRoundsSpec {
         rounds: 2,
         // Held-out phrasings: the SFT model is weaker on them, so more requests reach the cloud.
-        requests: 1_500,
+        requests: 2_500,
         seeds: vec![3],
         objectives: vec![Objective::SftAnchored],
         policy: "funcdyn".into(),
@@ -55,7 +55,7 @@ async fn an_rl_round_serves_the_next_traffic_with_the_pair_it_stored() {
     assert_eq!(rows.iter().map(|r| r.round).collect::<Vec<_>>(), [0, 1, 2]);
     // Every decodable request was answered once (0.1 % arrive undecodable; replays are not counted twice).
     for r in &rows {
-        assert!(r.traffic.answers >= 1_480 && r.traffic.answers <= 1_500, "{} answers", r.traffic.answers);
+        assert!(r.traffic.answers >= 2_470 && r.traffic.answers <= 2_500, "{} answers", r.traffic.answers);
         assert!(r.traffic.offload_rate > 0.0 && r.traffic.offload_rate < 1.0 && r.traffic.explored_rate <= r.traffic.offload_rate, "{r:?}");
         assert!(r.traffic.schema_valid >= 0.99 && r.traffic.task_success > 0.5, "{r:?}");
     }
@@ -64,7 +64,7 @@ async fn an_rl_round_serves_the_next_traffic_with_the_pair_it_stored() {
     assert_eq!(rows[1].model_version, "sft-base");
     // Two rounds' logs do; the trainer round runs and its verdict decides what serves round 2.
     let (trained, next) = (&rows[1], &rows[2]);
-    assert!(trained.rl_targets.unwrap() >= 64 && trained.verdict.as_deref() != Some("skipped"), "{trained:?}");
+    assert!(trained.rl_targets.is_some_and(|t| t >= 64) && trained.verdict.as_deref() != Some("skipped"), "{trained:?}");
     assert!(next.verdict.is_none() && next.rl_targets.is_none(), "no trainer round after the last traffic");
     let lake = work.join("sft-anchored-seed3");
     if trained.verdict.as_deref() == Some("accepted") {
