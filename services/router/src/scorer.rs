@@ -131,6 +131,9 @@ impl TryFrom<SavedScorer> for Scorer {
                 s.weights.len()
             ));
         }
+        if !s.tools.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("scorer {}: its tool list is not sorted and unique", s.version));
+        }
         Ok(Self { version: s.version, tools: s.tools, mean: s.mean, std: s.std, weights: s.weights, bias: s.bias, calibration: s.calibration })
     }
 }
@@ -200,7 +203,14 @@ impl Scorer {
 
     /// The ranker's logit.
     pub fn logit(&self, f: &ProposalFeatures) -> f64 {
-        self.bias + self.standardise(&f.vector(&self.tools)).iter().zip(&self.weights).map(|(a, b)| a * b).sum::<f64>()
+        // What `standardise(vector)` · weights computes, in the same order
+        // (so the same bits), without building the vector: this runs for
+        // every decision. `tools` is sorted (checked on load).
+        let hit = f.tool.as_deref().and_then(|t| self.tools.binary_search_by(|x| x.as_str().cmp(t)).ok());
+        let numeric = f.numeric();
+        let x = |i: usize| if i < ProposalFeatures::N { numeric[i] } else { f64::from(u8::from(hit == Some(i - ProposalFeatures::N))) };
+        let sum = (0..self.weights.len()).map(|i| (x(i) - self.mean[i]) / self.std[i] * self.weights[i]).sum::<f64>();
+        self.bias + sum
     }
 
     /// The calibrated score s ∈ [0, 1].
