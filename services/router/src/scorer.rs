@@ -338,13 +338,21 @@ pub(crate) mod tests {
     /// Proposals whose correctness depends on the mean log-prob through a
     /// known, deliberately miscalibrated link (so calibration has work to do).
     pub fn synthetic(n: usize, seed: u64) -> Vec<Labelled> {
+        labelled(n, seed, |_, rng| {
+            let lp: f64 = -rng.random_range(0.0..1.5f64).powi(2);
+            let valid = rng.random_bool(0.97);
+            let p_right = if valid { sigmoid(6.0 * lp + 4.0).powf(2.0) } else { 0.0 };
+            (ProposalFeatures { mean_logprob: lp, min_logprob: 3.0 * lp, mean_entropy: -lp * 0.8, schema_valid: valid, output_tokens: 20.0, unknown_word_share: 0.0, tool: None }, p_right)
+        })
+    }
+
+    /// `n` proposals from `draw` (the i-th's features and its chance of being
+    /// right), each labelled by a coin with that chance.
+    fn labelled(n: usize, seed: u64, draw: impl Fn(usize, &mut StdRng) -> (ProposalFeatures, f64)) -> Vec<Labelled> {
         let mut rng = StdRng::seed_from_u64(seed);
         (0..n)
-            .map(|_| {
-                let lp: f64 = -rng.random_range(0.0..1.5f64).powi(2);
-                let valid = rng.random_bool(0.97);
-                let p_right = if valid { sigmoid(6.0 * lp + 4.0).powf(2.0) } else { 0.0 };
-                let f = ProposalFeatures { mean_logprob: lp, min_logprob: 3.0 * lp, mean_entropy: -lp * 0.8, schema_valid: valid, output_tokens: 20.0, unknown_word_share: 0.0, tool: None };
+            .map(|i| {
+                let (f, p_right) = draw(i, &mut rng);
                 (f, rng.random_bool(p_right))
             })
             .collect()
@@ -384,15 +392,11 @@ pub(crate) mod tests {
     #[test]
     fn the_tool_named_carries_its_own_reliability() {
         // Equal token statistics; calls of one tool are mostly right, of the other mostly wrong.
-        let draw = |n: usize, seed: u64| -> Vec<Labelled> {
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..n)
-                .map(|i| {
-                    let tool = if i % 2 == 0 { "get_site_status" } else { "list_alarms" };
-                    let f = ProposalFeatures { mean_logprob: -0.01, min_logprob: -0.05, mean_entropy: 0.02, schema_valid: true, output_tokens: 9.0, unknown_word_share: 0.1, tool: Some(tool.into()) };
-                    (f, rng.random_bool(if i % 2 == 0 { 0.95 } else { 0.4 }))
-                })
-                .collect()
+        let draw = |n: usize, seed: u64| {
+            labelled(n, seed, |i, _| {
+                let tool = if i % 2 == 0 { "get_site_status" } else { "list_alarms" };
+                (ProposalFeatures { mean_logprob: -0.01, min_logprob: -0.05, mean_entropy: 0.02, schema_valid: true, output_tokens: 9.0, unknown_word_share: 0.1, tool: Some(tool.into()) }, if i % 2 == 0 { 0.95 } else { 0.4 })
+            })
         };
         let s = Scorer::fit("t", &draw(1000, 1), &draw(1000, 2), CalibrationMethod::Isotonic);
         let score = |tool: &str| s.score(&ProposalFeatures { tool: Some(tool.into()), ..draw(1, 3)[0].0.clone() });
@@ -414,16 +418,12 @@ pub(crate) mod tests {
     fn unfamiliar_phrasing_ranks_proposals_whose_token_probabilities_do_not() {
         // Confident tokens whatever the outcome; only the share of unknown
         // words says which calls are likely wrong.
-        let draw = |n: usize, seed: u64| -> Vec<Labelled> {
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..n)
-                .map(|_| {
-                    let u: f64 = rng.random_range(0.0..0.6);
-                    let lp = -rng.random_range(0.0..0.01);
-                    let f = ProposalFeatures { mean_logprob: lp, min_logprob: 5.0 * lp, mean_entropy: -lp, schema_valid: true, output_tokens: 14.0, unknown_word_share: u, tool: None };
-                    (f, rng.random_bool(1.0 - u * 1.5))
-                })
-                .collect()
+        let draw = |n: usize, seed: u64| {
+            labelled(n, seed, |_, rng| {
+                let u: f64 = rng.random_range(0.0..0.6);
+                let lp = -rng.random_range(0.0..0.01);
+                (ProposalFeatures { mean_logprob: lp, min_logprob: 5.0 * lp, mean_entropy: -lp, schema_valid: true, output_tokens: 14.0, unknown_word_share: u, tool: None }, 1.0 - u * 1.5)
+            })
         };
         let s = Scorer::fit("u", &draw(2000, 1), &draw(2000, 2), CalibrationMethod::Isotonic);
         let test = draw(2000, 3);
