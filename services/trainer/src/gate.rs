@@ -66,6 +66,11 @@ pub fn finite_weights(agent: &EdgeAgent) -> anyhow::Result<bool> {
 /// Held-out quality of `agent`, served with `constrained` decoding and raw.
 pub fn measure(agent: &mut EdgeAgent, constrained: bool, cfg: &GateConfig) -> anyhow::Result<Quality> {
     let finite = finite_weights(agent)?;
+    if !finite {
+        // Such a model cannot decode (its logits are not numbers): nothing to
+        // measure, and `judge` refuses it for this alone.
+        return Ok(Quality { finite_weights: false, ..Default::default() });
+    }
     let keep = agent.constrained;
     agent.constrained = false;
     let raw = evaluate(agent, Split::HeldOut, cfg.seed, cfg.per_tier);
@@ -88,6 +93,7 @@ pub fn judge(before: Quality, after: Quality, cfg: &GateConfig) -> GateReport {
     let mut reasons = Vec::new();
     if !after.finite_weights {
         reasons.push("the candidate has non-finite weights".to_string());
+        return GateReport { accepted: false, reasons, before, after };
     }
     if after.schema_valid < cfg.min_schema_valid {
         reasons.push(format!("schema validity as served {:.4} < {:.4}", after.schema_valid, cfg.min_schema_valid));
