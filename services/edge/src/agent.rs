@@ -162,3 +162,17 @@ impl EdgeAgent {
         Ok(Proposal::scored(self.catalog, call_json, &logprobs, &entropies, Some(encoded.unknown_word_share), started))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_step_gives_log_probability_and_entropy() {
+        let (id, lp, h) = greedy_step(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0]).unwrap();
+        assert_eq!(id, 0);
+        assert!((lp - (0.25f64).ln()).abs() < 1e-9);
+        assert!((h - 4f64.ln()).abs() < 1e-9);
+        assert!(greedy_step(&[f32::NAN]).is_none());
+    }
+}

@@ -1161,15 +1161,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gguf_greedy_step_gives_log_probability_and_entropy() {
-        let (id, lp, h) = greedy_step(&[0.0, 0.0, f32::NEG_INFINITY, 0.0, 0.0]).unwrap();
-        assert_eq!(id, 0);
-        assert!((lp - (0.25f64).ln()).abs() < 1e-9);
-        assert!((h - 4f64.ln()).abs() < 1e-9);
-        assert!(greedy_step(&[f32::NAN]).is_none());
-    }
-
-    #[test]
     fn gguf_catalog_prompt_lists_every_tool_and_argument() {
         let c = ToolCatalog::embedded();
         let p = catalog_prompt(c);

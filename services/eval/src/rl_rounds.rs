@@ -282,7 +282,6 @@ fn interval_of(rows: &[RoundRow], objective: &str, round: usize, f: &dyn Fn(&Rou
     crate::stats::Interval::of(&rows.iter().filter(|r| r.objective == objective && r.round == round).filter_map(f).collect::<Vec<_>>())
 }
 
-/// Per seed, 1 − offload(last round) / offload(round 0), for `objective`.
 /// What a missed goal came from, as far as the rows say: rounds the trainer
 /// skipped (and why), and how much offload there was to reduce at the start.
 fn why_missed(rows: &[RoundRow], objective: &str) -> String {
@@ -298,6 +297,7 @@ fn why_missed(rows: &[RoundRow], objective: &str) -> String {
     why
 }
 
+/// Per seed, 1 − offload(last round) / offload(round 0), for `objective`.
 pub fn offload_reductions(rows: &[RoundRow], objective: &str) -> Vec<f64> {
     let last = rows.iter().filter(|r| r.objective == objective).map(|r| r.round).max().unwrap_or(0);
     let mut seeds: Vec<u64> = rows.iter().filter(|r| r.objective == objective).map(|r| r.seed).collect();

@@ -64,7 +64,7 @@ pub fn labelled_proposals(agent: &EdgeAgent, requests: &[ToolRequest], progress:
                 mean_entropy: p.mean_entropy,
                 schema_valid: p.check.valid,
                 output_tokens: p.output_tokens as f64,
-                unknown_word_share: p.unknown_word_share.unwrap_or(0.0),
+                unknown_word_share: p.unknown_word_share,
                 tool: p.check.tool.clone(),
             },
             shape: netgpt_router::network::RequestShape::of(r),
@@ -150,7 +150,7 @@ impl SyntheticEdge {
             min_logprob: features.min_logprob,
             mean_entropy: features.mean_entropy,
             output_tokens: features.output_tokens.round() as i32,
-            unknown_word_share: Some(features.unknown_word_share),
+            unknown_word_share: features.unknown_word_share,
             // What `netgpt bench edge` measures for the real model, roughly: ~2 ms + 0.1 ms per token.
             edge_latency_ms: 2.0 + 0.1 * features.output_tokens + rng.random_range(0.0..0.5),
             proposed_at: at,

@@ -110,7 +110,7 @@ pub fn relabel(agent: &EdgeAgent, rows: &[LabelRow], cfg: &RefitConfig) -> anyho
         let correct = serde_json::from_str::<Value>(&p.call_json).is_ok_and(|c| same_call(&c, &row.cloud_call));
         out.push(LabelledProposal {
             prompt: row.prompt.clone(),
-            features: ProposalFeatures { mean_logprob: p.mean_logprob, min_logprob: p.min_logprob, mean_entropy: p.mean_entropy, schema_valid: p.check.valid, output_tokens: p.output_tokens as f64, unknown_word_share: p.unknown_word_share.unwrap_or(0.0), tool: p.check.tool.clone() },
+            features: ProposalFeatures { mean_logprob: p.mean_logprob, min_logprob: p.min_logprob, mean_entropy: p.mean_entropy, schema_valid: p.check.valid, output_tokens: p.output_tokens as f64, unknown_word_share: p.unknown_word_share, tool: p.check.tool.clone() },
             shape: row.shape,
             correct,
             tier: "LOGGED".into(),
